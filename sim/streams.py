@@ -1,0 +1,64 @@
+"""Async ``amaranth.sim`` helpers that hide the stream handshake.
+
+``stream_put`` and ``stream_get`` move one payload; ``put_packets`` and
+``get_packets`` move whole packets as beats, with random ``valid`` gaps and
+``ready`` backpressure drawn from a seeded generator so failures reproduce.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hw.stream import beats_to_packets, packet_to_beats
+
+
+async def stream_put(ctx, stream, payload) -> None:
+    """Offer ``payload`` on ``stream`` and return once the sink has taken it."""
+    ctx.set(stream.valid, 1)
+    ctx.set(stream.payload, payload)
+    await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream):
+    """Accept one payload from ``stream`` and return it (a ``data.Const`` for layouts)."""
+    ctx.set(stream.ready, 1)
+    (payload,) = await ctx.tick().sample(stream.payload).until(stream.valid)
+    ctx.set(stream.ready, 0)
+    return payload
+
+
+def const_to_dict(value) -> dict:
+    """Turn a sampled struct payload into a dict of field ints."""
+    return {name: int(getattr(value, name)) for name, _ in value.shape()}
+
+
+async def put_packets(ctx, stream, packets, *, rng: random.Random | None = None, gap: float = 0.0) -> None:
+    """Send every packet as beats; with probability ``gap`` idle a cycle before each beat."""
+    for packet in packets:
+        for beat in packet_to_beats(packet):
+            while rng is not None and rng.random() < gap:
+                await ctx.tick()
+            await stream_put(ctx, stream, beat)
+
+
+async def get_beats(ctx, stream, count: int, *, rng: random.Random | None = None, stall: float = 0.0) -> list[dict]:
+    """Collect ``count`` beats; with probability ``stall`` hold ``ready`` low for a cycle first."""
+    beats = []
+    while len(beats) < count:
+        while rng is not None and rng.random() < stall:
+            ctx.set(stream.ready, 0)
+            await ctx.tick()
+        beats.append(const_to_dict(await stream_get(ctx, stream)))
+    return beats
+
+
+async def get_packets(ctx, stream, count: int, **kw) -> list[tuple[bytes, dict]]:
+    """Collect beats until ``count`` packets have ended; returns ``(bytes, last beat)`` pairs."""
+    beats: list[dict] = []
+    done = 0
+    while done < count:
+        beat = (await get_beats(ctx, stream, 1, **kw))[0]
+        beats.append(beat)
+        done += beat["last"]
+    return beats_to_packets(beats)
