@@ -1,0 +1,41 @@
+# calarb: `make demo` and `make test` are the two commands; both set up on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-done
+JOBS   ?= 2
+
+.PHONY: setup test sim synth bench demo docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Everything CI runs. Verilator builds are cached under build/ and reused.
+test: setup
+	$(PY) -m protocols.registers --check
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+
+# Gateware testbenches only (amaranth.sim and cocotb on Verilator).
+sim: setup
+	$(PY) -m pytest -q -m sim
+
+# Out-of-context synthesis of the core for LFE5U-25F and LFE5UM5G-85F (utilisation and fmax).
+synth: setup
+	$(PY) -m hw.synth --out build/synth
+
+bench: setup
+	$(PY) -m bench.rx_pipeline
+
+demo: setup
+	$(PY) -m calarb.cli demo
+
+docs: setup
+	$(PY) -m protocols.registers
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

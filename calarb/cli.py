@@ -1,0 +1,144 @@
+"""The ``calarb`` command line: the front door to every part of the system.
+
+This package is the one place that wires ``host/`` to its implementations in
+``sim/`` and ``hw/`` (the host itself never imports them).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from protocols.moldudp64 import MoldError, iter_messages_lenient
+from protocols.net import NetError, ip_to_int, parse_udp_frame
+from protocols.pcap import PcapError, read_pcap
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """calarb: calibration arbitrage on FPGA gateware and a Python host."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--port", type=int, default=None, help="Only UDP datagrams to this destination port.")
+def decode(file: Path, port: int | None) -> None:
+    """Print every MoldUDP64 message in a pcap as a JSON line (session, sequence number, hex).
+
+    Frames that are not UDP, and datagrams that are not MoldUDP64, are skipped and
+    counted; a summary goes to standard error.
+    """
+    stats = Counter()
+    out = sys.stdout
+    try:
+        for rec in read_pcap(file):
+            stats["frames"] += 1
+            try:
+                dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
+            except NetError as e:
+                stats[f"skipped_{e.reason}"] += 1
+                continue
+            if port is not None and dgram.dst_port != port:
+                stats["skipped_port"] += 1
+                continue
+            try:
+                packet = iter_messages_lenient(dgram.payload)
+            except MoldError as e:
+                stats[f"skipped_mold_{e.reason}"] += 1
+                continue
+            session = packet.session.decode("ascii", "replace")
+            for index, message in packet:
+                out.write(json.dumps({"session": session, "seq": packet.seq + index, "hex": message.hex()}) + "\n")
+                stats["messages"] += 1
+            if packet.error:
+                stats[f"mold_{packet.error}"] += 1
+    except PcapError as e:
+        raise click.ClickException(f"{file}: {e}") from None
+    except BrokenPipeError:
+        return
+    click.echo(json.dumps({"summary": dict(stats)}), err=True)
+
+
+@main.group()
+def feed() -> None:
+    """Generate market data feeds."""
+
+
+@feed.command("generate")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--frames", default=1000, show_default=True, help="MoldUDP64 packets to generate.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--fault-rate", default=0.0, show_default=True, help="Share of frames made malformed on purpose.")
+@click.option("--max-messages", default=12, show_default=True, help="Most messages per packet.")
+def feed_generate(out: Path, frames: int, seed: int, fault_rate: float, max_messages: int) -> None:
+    """Write a pcap of MoldUDP64 packets with random messages (and injected faults if asked)."""
+    from protocols.pcap import write_pcap
+    from sim import moldfeed
+
+    if not 0 <= fault_rate <= 1:
+        raise click.BadParameter("must be between 0 and 1", param_hint="--fault-rate")
+    generated = moldfeed.generate(frames, seed=seed, fault_rate=fault_rate, max_messages=max_messages)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_pcap(out, ((i * 1000, f) for i, f in enumerate(generated.frames)))
+    click.echo(json.dumps({"out": str(out), "frames": len(generated.frames), "messages": len(generated.messages),
+                           "faults": dict(generated.faults)}))
+
+
+@main.command()
+@click.option("--frames", default=2000, show_default=True, help="MoldUDP64 packets in the demo feed.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--out", "out_dir", default="build/demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def demo(frames: int, seed: int, out_dir: Path) -> None:
+    """Generate a feed, run it through the Verilated gateware and the software path, and compare."""
+    from host.rxpath import EthRxConfig
+    from protocols.pcap import write_pcap
+    from sim import moldfeed
+    from sim.replay import frame_latencies, replay_gateware, replay_software
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pcap = out_dir / "feed.pcap"
+    generated = moldfeed.generate(frames, seed=seed, fault_rate=0.03)
+    write_pcap(pcap, ((i * 1000, f) for i, f in enumerate(generated.frames)))
+    click.echo(f"feed: {pcap} ({len(generated.frames)} frames, {len(generated.messages)} messages, "
+               f"injected faults {dict(generated.faults)})")
+    cfg = EthRxConfig(filter=3, ip_dst=ip_to_int(moldfeed.FEED_IP), udp_port=moldfeed.FEED_PORT)
+    soft = replay_software(pcap, cfg)
+    click.echo("gateware: building (cached after the first run) and simulating hw/top.py on Verilator ...")
+    t0 = time.perf_counter()
+    hw = replay_gateware(pcap, cfg)
+    wall = time.perf_counter() - t0
+    click.echo("first messages out of the gateware:")
+    for m in hw["messages"][:5]:
+        click.echo("  " + json.dumps({"seq": m["seq"], "hex": m["hex"], "cycle": m["cycle"]}))
+    same = ([(m["seq"], m["hex"], m["aborted"]) for m in hw["messages"]] ==
+            [(m["seq"], m["hex"], m["aborted"]) for m in soft["messages"]])
+    click.echo(f"messages: {len(hw['messages'])} from the gateware, {len(soft['messages'])} from the software "
+               f"path: {'identical' if same else 'DIFFERENT'}")
+    click.echo(f"gap events: {len(hw['gaps'])} (software path {len(soft['gaps'])})")
+    click.echo("counters (gateware / software):")
+    for name in sorted(set(hw["counters"]) | set(soft["counters"])):
+        click.echo(f"  {name:24} {hw['counters'].get(name, 0):>8} / {soft['counters'].get(name, 0)}")
+    lat = frame_latencies(hw, soft["per_frame"])
+    if lat:
+        click.echo(f"latency, last beat of a frame in -> last beat of its last message out: min {min(lat)}, "
+                   f"median {statistics.median(lat)}, max {max(lat)} cycles")
+    click.echo(f"simulated {hw['cycles']} cycles in {wall:.1f} s wall time (including build and start-up)")
+    (out_dir / "summary.json").write_text(json.dumps({
+        "frames": len(generated.frames), "messages": len(hw["messages"]), "identical": same,
+        "counters": hw["counters"], "latency_cycles": lat and {"min": min(lat), "median": statistics.median(lat),
+                                                               "max": max(lat)},
+        "cycles": hw["cycles"]}, indent=1))
+    click.echo(f"summary: {out_dir / 'summary.json'}")
+    if not same:
+        raise click.ClickException("the gateware and the software path disagree")
+
+
+if __name__ == "__main__":
+    main()
