@@ -69,14 +69,18 @@ class MoldUdp64(wiring.Component):
         # --- the byte window ------------------------------------------------
         win = Signal(8 * WINDOW_BYTES)
         level = Signal(range(WINDOW_BYTES + 1))
-        tail = Signal()                          # the packet's last beat is in the window
+        tail = Signal()                          # the current packet's last beat is in the window
+        tail_pos = Signal.like(level)            # ... and it ends this many bytes into the window
+        next_tail = Signal()                     # the next packet's last beat is in the window too
+        avail = Signal.like(level)               # bytes of the current packet in the window
         wb = [win[8 * k:8 * k + 8] for k in range(WINDOW_BYTES)]
         consume = Signal(range(11))
         frame_done = Signal()
 
         accept = Signal()
         m.d.comb += [
-            self.i.ready.eq((level <= WINDOW_BYTES - 8) & ~tail),
+            self.i.ready.eq((level <= WINDOW_BYTES - 8) & ~next_tail),
+            avail.eq(Mux(tail, tail_pos, level)),
             accept.eq(self.i.valid & self.i.ready),
         ]
         n_in = self.i.payload.n
@@ -84,17 +88,26 @@ class MoldUdp64(wiring.Component):
         level_after = Signal.like(level)
         m.d.comb += level_after.eq(level - consume)
         shifted = win >> Cat(Const(0, 3), consume)
+        level_next = Signal.like(level)
+        accept_last = accept & self.i.payload.last
         with m.If(accept):
-            m.d.sync += [
-                win.eq(shifted | ((self.i.payload.data & in_mask) << Cat(Const(0, 3), level_after))),
-                level.eq(level_after + n_in),
-            ]
-            with m.If(self.i.payload.last):
-                m.d.sync += tail.eq(1)
+            m.d.comb += level_next.eq(level_after + n_in)
+            m.d.sync += win.eq(shifted | ((self.i.payload.data & in_mask) << Cat(Const(0, 3), level_after)))
         with m.Else():
-            m.d.sync += [win.eq(shifted), level.eq(level_after)]
+            m.d.comb += level_next.eq(level_after)
+            m.d.sync += win.eq(shifted)
+        m.d.sync += level.eq(level_next)
+        # Packet boundaries: the window may hold the end of the current packet and the
+        # start (even the end) of the next, so a new packet streams in while the last
+        # one finishes.
         with m.If(frame_done):
-            m.d.sync += tail.eq(0)
+            m.d.sync += [tail.eq(next_tail | accept_last), tail_pos.eq(level_next), next_tail.eq(0)]
+        with m.Elif(tail):
+            m.d.sync += tail_pos.eq(tail_pos - consume)
+            with m.If(accept_last):
+                m.d.sync += next_tail.eq(1)
+        with m.Elif(accept_last):
+            m.d.sync += [tail.eq(1), tail_pos.eq(level_next)]
         m.d.comb += csr.packets.eq(accept & self.i.payload.first)
 
         # --- sequencing state ------------------------------------------------
@@ -153,12 +166,24 @@ class MoldUdp64(wiring.Component):
                 self.o.payload.seq.eq(msg_seq),
             ]
 
-        def message_done():
+        def finish(consumed, otherwise):
+            """Leave the packet: at once if this cycle consumes its last byte, else via ``otherwise``.
+
+            Finishing in the same cycle saves the packet a drain cycle, so back-to-back
+            packets stream without a bubble.
+            """
+            with m.If(tail & (avail == consumed)):
+                m.d.comb += frame_done.eq(1)
+                m.next = "Hdr0"
+            with m.Else():
+                m.next = otherwise
+
+        def message_done(consumed):
             m.d.sync += index.eq(index + 1)
             with m.If(~skipping):
                 m.d.comb += csr.messages.eq(1)
             with m.If(index + 1 == count):
-                m.next = "Drain"
+                finish(consumed, "Drain")
 
         def truncate(dropped):
             """The packet ends inside message ``index``: account and finish it."""
@@ -166,7 +191,7 @@ class MoldUdp64(wiring.Component):
                 csr.truncated.eq(1),
                 csr.lost_messages.eq(count - index),
                 csr.dropped_bytes.eq(dropped),
-                consume.eq(level),
+                consume.eq(avail),
                 frame_done.eq(1),
             ]
             with m.If(pkt_seq + index > floor_seq):
@@ -178,8 +203,8 @@ class MoldUdp64(wiring.Component):
         def short_packet():
             m.d.comb += [
                 csr.drop_short.eq(1),
-                csr.dropped_bytes.eq(hdr_bytes + level),
-                consume.eq(level),
+                csr.dropped_bytes.eq(hdr_bytes + avail),
+                consume.eq(avail),
                 frame_done.eq(1),
             ]
             m.next = "Hdr0"
@@ -187,14 +212,14 @@ class MoldUdp64(wiring.Component):
         with m.FSM():
             with m.State("Hdr0"):
                 m.d.sync += [trailer_seen.eq(0), hdr_bytes.eq(0)]
-                with m.If(level >= 8):
+                with m.If(avail >= 8):
                     m.d.comb += consume.eq(8)
                     m.d.sync += [hdr[:64].eq(win[:64]), hdr_bytes.eq(8)]
                     m.next = "Hdr1"
                 with m.Elif(tail):
                     short_packet()
             with m.State("Hdr1"):
-                with m.If(level >= 8):
+                with m.If(avail >= 8):
                     m.d.comb += consume.eq(8)
                     m.d.sync += [hdr[64:].eq(win[:64]), hdr_bytes.eq(16)]
                     m.next = "Hdr2"
@@ -210,12 +235,12 @@ class MoldUdp64(wiring.Component):
                 session_ok = learning | (session == session_in_force)
                 beyond = seq > exp
                 gap_needed = session_ok & beyond & (cnt != END_OF_SESSION)
-                with m.If((level >= 4) & ~(gap_needed & self.gap.valid)):
+                with m.If((avail >= 4) & ~(gap_needed & self.gap.valid)):
                     m.d.comb += consume.eq(4)
                     m.d.sync += [pkt_seq.eq(seq), count.eq(cnt), index.eq(0)]
                     with m.If(~session_ok):
                         m.d.comb += [csr.drop_session.eq(1), csr.dropped_bytes.eq(HEADER_LEN)]
-                        m.next = "Drop"
+                        finish(4, "Drop")
                     with m.Else():
                         with m.If(learning):
                             m.d.sync += [learned_session.eq(session), learn_pending.eq(0), learned.eq(1)]
@@ -229,15 +254,15 @@ class MoldUdp64(wiring.Component):
                         with m.If(cnt == END_OF_SESSION):
                             m.d.comb += csr.end_of_session.eq(1)
                             m.d.sync += [eos_seen.eq(1), expected.eq(exp)]
-                            m.next = "Drain"
+                            finish(4, "Drain")
                         with m.Elif(cnt == 0):
                             m.d.comb += csr.heartbeats.eq(1)
                             m.d.sync += expected.eq(Mux(beyond & ~hold_policy, seq, exp))
-                            m.next = "Drain"
+                            finish(4, "Drain")
                         with m.Elif(beyond & hold_policy):
                             m.d.comb += [csr.held_packets.eq(1), csr.dropped_bytes.eq(HEADER_LEN)]
                             m.d.sync += expected.eq(exp)
-                            m.next = "Drop"
+                            finish(4, "Drop")
                         with m.Elif(seq + cnt <= exp):
                             m.d.comb += [
                                 csr.dup_packets.eq(1),
@@ -245,7 +270,7 @@ class MoldUdp64(wiring.Component):
                                 csr.dropped_bytes.eq(HEADER_LEN),
                             ]
                             m.d.sync += expected.eq(exp)
-                            m.next = "Drop"
+                            finish(4, "Drop")
                         with m.Else():
                             skip = Mux(beyond, 0, exp - seq)
                             m.d.comb += csr.dup_messages.eq(skip)
@@ -255,31 +280,31 @@ class MoldUdp64(wiring.Component):
                                 floor_seq.eq(Mux(beyond, seq, exp)),
                             ]
                             m.next = "Len"
-                with m.Elif(tail & (level < 4)):
+                with m.Elif(tail & (avail < 4)):
                     short_packet()
 
             with m.State("Len"):
                 length = _be(wb[0:2])
                 need = Mux(length < 8, length, 8)
-                with m.If(level >= 2):
+                with m.If(avail >= 2):
                     m.d.sync += [msg_len.eq(length), started.eq(0)]
                     with m.If(skipping):
                         m.d.comb += [consume.eq(2), csr.dropped_bytes.eq(2)]
                         m.d.sync += rem.eq(length)
                         with m.If(length == 0):
-                            message_done()
+                            message_done(2)
                         with m.Else():
                             m.next = "Body"
                     with m.Elif(o_free & (length == 0)):
                         m.d.comb += consume.eq(2)
                         emit(0, 0, 1, 1)
-                        message_done()
-                    with m.Elif(o_free & (level >= need + 2)):
+                        message_done(2)
+                    with m.Elif(o_free & (avail >= need + 2)):
                         m.d.comb += consume.eq(need + 2)
                         emit(win[16:80], need, 1, length <= 8)
                         m.d.sync += [rem.eq(length - need), started.eq(1)]
                         with m.If(length <= 8):
-                            message_done()
+                            message_done(need + 2)
                         with m.Else():
                             m.next = "Body"
                     with m.Elif(length != 0):
@@ -287,16 +312,16 @@ class MoldUdp64(wiring.Component):
                         m.d.sync += rem.eq(length)
                         m.next = "Body"
                 with m.Elif(tail):
-                    truncate(level)
+                    truncate(avail)
 
             with m.State("Body"):
                 need = Mux(rem < 8, rem, 8)
-                with m.If(level >= need):
+                with m.If(avail >= need):
                     with m.If(skipping):
                         m.d.comb += [consume.eq(need), csr.dropped_bytes.eq(need)]
                         m.d.sync += rem.eq(rem - need)
                         with m.If(rem <= 8):
-                            message_done()
+                            message_done(need)
                             with m.If(index + 1 != count):
                                 m.next = "Len"
                     with m.Elif(o_free):
@@ -304,26 +329,26 @@ class MoldUdp64(wiring.Component):
                         emit(win[:64], need, ~started, rem <= 8)
                         m.d.sync += [rem.eq(rem - need), started.eq(1)]
                         with m.If(rem <= 8):
-                            message_done()
+                            message_done(need)
                             with m.If(index + 1 != count):
                                 m.next = "Len"
                 with m.Elif(tail):
                     with m.If(skipping):
-                        truncate(level)
+                        truncate(avail)
                     with m.Elif(o_free):
-                        emit(win[:64], level, ~started, 1, abort=1)
-                        truncate(2 + (msg_len - rem) + level)
+                        emit(win[:64], avail, ~started, 1, abort=1)
+                        truncate(2 + (msg_len - rem) + avail)
 
             # After the last message: anything left is a trailer. Drop: the rest of a dropped packet.
             for state, counts_trailer in (("Drain", True), ("Drop", False)):
                 with m.State(state):
-                    take = Mux(level < 8, level, 8)
+                    take = Mux(avail < 8, avail, 8)
                     m.d.comb += [consume.eq(take), csr.dropped_bytes.eq(take)]
                     if counts_trailer:
                         with m.If((take != 0) & ~trailer_seen):
                             m.d.comb += csr.trailing.eq(1)
                             m.d.sync += trailer_seen.eq(1)
-                    with m.If(tail & (level <= 8)):
+                    with m.If(tail & (avail <= 8)):
                         m.d.comb += frame_done.eq(1)
                         m.next = "Hdr0"
         return m
