@@ -129,9 +129,7 @@ def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = 
                     res.in_stalls += 1
             if o_valid and ready:
                 out_beats.append({name: int(getattr(o_payload, name)) for name, _ in Beat})
-                idle = 0
-            elif k == len(beats):
-                idle += 1
+            idle = 0 if o_valid or k < len(beats) else idle + 1
         ctx.set(dut.i.valid, 0)
         for name in COUNTERS:
             res.counters[name] = await bus_read(ctx, name)

@@ -7,6 +7,7 @@ gap events, every ``mold`` counter and the status registers; each case also
 asserts the values worked out by hand from how its packets were built.
 """
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -170,12 +171,13 @@ def rtl_mold(steps, control: int = LEARN, flow: Flow = IDEAL, idle_cycles: int =
             ctx.set(dut.gap.ready, g_ready)
             _, _, i_ready, o_valid, o_payload, g_valid, g_payload = await ctx.tick().sample(
                 dut.i.ready, dut.o.valid, dut.o.payload, dut.gap.valid, dut.gap.payload)
-            idle += 1
+            idle = 0 if o_valid or g_valid else idle + 1
             if offering:
                 if i_ready:
                     k += 1
                     offering = False
                     res.in_cycles.append(cycle)
+                    idle = 0
                 else:
                     res.in_stalls += 1
             if o_valid and o_ready:
@@ -183,10 +185,8 @@ def rtl_mold(steps, control: int = LEARN, flow: Flow = IDEAL, idle_cycles: int =
                 msg_beats.append(beat)
                 if beat["last"]:
                     res.msg_cycles.append(cycle)
-                idle = 0
             if g_valid and g_ready:
                 res.gaps.append(Gap(int(g_payload.expected), int(g_payload.seq)))
-                idle = 0
             cycle += 1
         ctx.set(dut.i.valid, 0)
         ctx.set(dut.o.ready, 0)
@@ -227,6 +227,7 @@ def check(steps, control: int = LEARN, flow: Flow = IDEAL, *, messages=None, gap
     """Gateware == model on everything; both equal the hand-worked values that are given.
 
     ``messages`` are ``(seq, data)`` pairs (``data`` None for an aborted message);
+    ``gaps`` ``(expected, seq)`` pairs (None: not checked by hand);
     ``counters`` lists the non-zero counters (every other counter must be 0);
     ``regs`` a subset of the status registers.
     """
@@ -240,7 +241,8 @@ def check(steps, control: int = LEARN, flow: Flow = IDEAL, *, messages=None, gap
             assert got.regs[name] == value, name
     if messages is not None:
         assert [(m.seq, None if m.aborted else m.data) for m in ref.messages] == list(messages)
-    assert ref.gaps == [Gap(e, s) for e, s in gaps]
+    if gaps is not None:
+        assert ref.gaps == [Gap(e, s) for e, s in gaps]
     if counters is not None:
         assert ref.counters == {name: counters.get(name, 0) for name in COUNTERS}
     for name, value in (regs or {}).items():
@@ -372,6 +374,32 @@ def test_mold_short_packets_dropped(flow):
           counters={"packets": 7, "messages": 1, "drop_short": 6,
                     "dropped_bytes": sum(len(s) for s in shorts)},
           regs={"expected": 2, "status": 1})
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("flow", FLOWS)
+def test_mold_short_packets_after_a_packet(flow):
+    """Short packets right behind packets whose header was taken count only their own bytes."""
+    first, nxt = pkt(1, [msg(4)]), pkt(2, [msg(4)])
+    shorts = [nxt[:8], nxt[:12], nxt[:19]]
+    steps = [first, shorts[0], hb(2), shorts[1], first, shorts[2], nxt]
+    check(steps, flow=flow, messages=[(1, msg(4)), (2, msg(4))],
+          counters={"packets": 7, "messages": 2, "heartbeats": 1, "dup_packets": 1, "drop_short": 3,
+                    "dropped_bytes": 8 + 12 + 19 + len(first)},
+          regs={"expected": 3, "status": 1})
+
+
+@pytest.mark.sim
+@pytest.mark.xfail(strict=True, reason="hw/moldudp64.py short_packet() in Hdr0 adds the stale hdr_bytes of the "
+                   "previous packet (16, or 8) to dropped_bytes: hdr_bytes is only cleared by a sync "
+                   "assignment in Hdr0, and a packet now enters Hdr0 with the next one already in the window")
+@pytest.mark.parametrize("short", [b"", b"CALAR"], ids=["0_bytes", "5_bytes"])
+def test_mold_short_packet_under_8_bytes_after_a_packet(short):
+    """A packet under 8 bytes right behind a good one: ``dropped_bytes`` grows by its length only."""
+    steps = [pkt(1, [msg(4)]), short]
+    check(steps, messages=[(1, msg(4))],
+          counters={"packets": 2, "messages": 1, "drop_short": 1, "dropped_bytes": len(short)},
+          regs={"expected": 2})
 
 
 # --------------------------------------------------------------------------- #
@@ -578,13 +606,11 @@ def test_mold_random_mix_under_backpressure(control):
         elif roll < 0.3:
             p = hb(rng.randint(1, 130))
         steps.append(p)
-    got = check(steps, control=control, flow=Flow(0.3, 0.4, 0.5, seed=control))
+    got = check(steps, control=control, flow=Flow(0.3, 0.4, 0.5, seed=control), gaps=None)
     assert got.counters["messages"] > 30
 
 
 @pytest.mark.sim
-@pytest.mark.xfail(strict=True, reason="MoldUdp64 holds i.ready low from a packet's last beat until it has "
-                   "finished the packet (Hdr2 + Drain), so back-to-back heartbeats take 5 cycles for 3 beats")
 def test_mold_back_to_back_heartbeats_no_bubbles():
     """Heartbeats (3 beats each) with valid and ready held high: ready never drops."""
     steps = [hb(1)] * 50
@@ -593,9 +619,13 @@ def test_mold_back_to_back_heartbeats_no_bubbles():
     assert got.in_stalls == 0
 
 
-@pytest.mark.sim
-def test_mold_throughput_36_byte_messages():
-    """ITCH add-order sized messages (38 bytes with the prefix): at most 5 cycles per message."""
+@functools.cache
+def run_36_byte_messages() -> tuple[Result, float, float]:
+    """Six full packets of 38 ITCH add-order sized messages (36 bytes, 38 with the prefix), back to back.
+
+    Returns the run, cycles per message end to end (first input beat to last
+    message beat) and cycles per message inside a packet (packet 2's first to last message).
+    """
     rng = random.Random(36)
     msgs = [rng.randbytes(36) for _ in range(38 * 6)]
     split = mold.packetise(msgs, session=S, max_payload=1472)
@@ -603,11 +633,24 @@ def test_mold_throughput_36_byte_messages():
     packets = [mold.encode_packet(p) for p in split]
     got = check(packets, messages=delivered(1, msgs), counters={"packets": 6, "messages": len(msgs)})
     total = got.msg_cycles[-1] - got.in_cycles[0] + 1
-    per_msg = total / len(msgs)
-    # Steady state inside one packet: between the first and the last message of packet 2.
     inner = (got.msg_cycles[2 * 38 - 1] - got.msg_cycles[38]) / 37
-    print(f"\n36-byte messages: {per_msg:.3f} cycles/message end to end "
+    print(f"\n36-byte messages: {total / len(msgs):.3f} cycles/message end to end "
           f"({total} cycles, {len(msgs)} messages, {len(got.in_cycles)} input beats, "
           f"{got.in_stalls} input stall cycles); {inner:.3f} cycles/message inside a packet")
+    return got, total / len(msgs), inner
+
+
+@pytest.mark.sim
+def test_mold_throughput_36_byte_messages_inside_a_packet():
+    """Inside a packet a 36-byte message takes ceil(36 / 8) = 5 cycles, as the module promises."""
+    _, _, inner = run_36_byte_messages()
     assert inner <= 5
+
+
+@pytest.mark.sim
+@pytest.mark.xfail(strict=True, reason="each packet costs about 5 cycles beyond its messages (Hdr0-Hdr2, Drain, "
+                   "and i.ready held low from the last beat until the packet is done): 5.13 cycles/message")
+def test_mold_throughput_36_byte_messages():
+    """Back-to-back packets of 36-byte messages: at most 5 cycles per message end to end."""
+    _, per_msg, _ = run_36_byte_messages()
     assert per_msg <= 5
