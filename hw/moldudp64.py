@@ -200,10 +200,10 @@ class MoldUdp64(wiring.Component):
                 m.d.sync += expected.eq(floor_seq)
             m.next = "Hdr0"
 
-        def short_packet():
+        def short_packet(header_bytes):
             m.d.comb += [
                 csr.drop_short.eq(1),
-                csr.dropped_bytes.eq(hdr_bytes + avail),
+                csr.dropped_bytes.eq(header_bytes + avail),
                 consume.eq(avail),
                 frame_done.eq(1),
             ]
@@ -217,14 +217,14 @@ class MoldUdp64(wiring.Component):
                     m.d.sync += [hdr[:64].eq(win[:64]), hdr_bytes.eq(8)]
                     m.next = "Hdr1"
                 with m.Elif(tail):
-                    short_packet()
+                    short_packet(0)
             with m.State("Hdr1"):
                 with m.If(avail >= 8):
                     m.d.comb += consume.eq(8)
                     m.d.sync += [hdr[64:].eq(win[:64]), hdr_bytes.eq(16)]
                     m.next = "Hdr2"
                 with m.Elif(tail):
-                    short_packet()
+                    short_packet(8)
             with m.State("Hdr2"):
                 hb = [hdr[8 * k:8 * k + 8] for k in range(16)] + wb[:4]
                 session = _be(hb[0:10])
@@ -281,7 +281,7 @@ class MoldUdp64(wiring.Component):
                             ]
                             m.next = "Len"
                 with m.Elif(tail & (avail < 4)):
-                    short_packet()
+                    short_packet(16)
 
             with m.State("Len"):
                 length = _be(wb[0:2])

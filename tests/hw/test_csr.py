@@ -144,23 +144,23 @@ def test_csr_write_strobe_pulses_once_per_write_with_new_value():
 
     async def tb(ctx, bank):
         go, go_w = bank.ctrl.go, bank.ctrl.go_w
-        trace = []                                       # (value, strobe) in the cycle after ops[k]
-        assert ctx.get(go_w) == 0
-        for op in ops:
+        trace = []                                       # (value, strobe) during cycle k, sampled at its edge
+        for op in ops + [None]:
             if op is None:
                 ctx.set(bank.bus.w_stb, 0)
             else:
                 ctx.set(bank.bus.addr, ADDR[op[0]])
                 ctx.set(bank.bus.w_data, op[1])
                 ctx.set(bank.bus.w_stb, 1)
-            await ctx.tick()
-            trace.append((ctx.get(go), ctx.get(go_w)))
+            _, _, value, strobe = await ctx.tick().sample(go, go_w)
+            trace.append((value, strobe))
+        assert trace[0] == (3, 0)
         value = 3
         for k, op in enumerate(ops):
             wrote = op is not None and op[0] == "ctrl.go"
             if wrote:
                 value = op[1]
-            assert trace[k] == (value, int(wrote)), (k, op, trace[k])
+            assert trace[k + 1] == (value, int(wrote)), (k, op, trace[k + 1])
         assert sum(s for _, s in trace) == sum(op is not None and op[0] == "ctrl.go" for op in ops)
     run(tb)
 
