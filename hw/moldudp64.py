@@ -5,8 +5,12 @@ packet's bytes, takes the 20-byte header in three steps (8, 8 and 4 bytes) and
 then splits the payload into one output packet per message, each realigned to
 lane 0 and stamped with its sequence number. A message's length prefix and its
 first up-to-8 bytes leave in the same cycle, so a message of ``L`` bytes takes
-``ceil(L / 8)`` cycles (one for an empty message) and the stage keeps pace
-with its input for every message length of 6 bytes or more.
+``ceil(L / 8)`` cycles (one for an empty message), plus three header cycles per
+packet. Its ``L + 2`` bytes arrive in ``(L + 2) / 8`` beats, so the stage keeps
+pace with a saturated input when ``L % 8`` is 0, 6 or 7 and otherwise
+backpressures (36-byte messages: 5 cycles for 4.75 beats). That is the price
+of one lane-0-aligned packet per message; at 8 bytes a cycle the stage still
+has several times the bandwidth of a 1 Gb/s feed.
 
 Sequencing follows the MoldUDP64 specification: duplicates (whole packets, or
 the leading messages of a partly repeated packet) are dropped and counted; a
