@@ -1,8 +1,11 @@
 """The core: every pipeline stage that exists, wired, with the register bank.
 
-Today: frames in -> Ethernet/IPv4/UDP -> MoldUDP64 -> messages out, gap
-events out, and the register bus. The core runs in one ``sync`` domain; board
-tops and the simulated NIC wrap it.
+Four interfaces, as a NIC has them: frames in from the network (``rx``),
+frames out to the network (``tx``, today the frames the host sends through
+``host_tx``), events to the host (``events``, see ``protocols/events.py``)
+and the register bus (``bus``). Inside: Ethernet/IPv4/UDP -> MoldUDP64 ->
+event stream, and a free-running cycle counter that timestamps every event.
+The core runs in one ``sync`` domain; board tops and the simulated NIC wrap it.
 """
 
 from amaranth import Module, Signal
@@ -11,7 +14,8 @@ from amaranth.lib.wiring import In, Out, connect
 
 from hw.csr import BusSignature, CsrBank
 from hw.ethrx import EthRx
-from hw.moldudp64 import GapEvent, MessageBeat, MoldUdp64
+from hw.events import EventMux
+from hw.moldudp64 import MoldUdp64
 from hw.stream import Beat
 from protocols.registers import REGISTER_MAP
 
@@ -25,16 +29,19 @@ class Top(wiring.Component):
     ----------
     rx : stream of Beat
         Ethernet frames from the network (no FCS).
-    msg : stream of MessageBeat
-        MoldUDP64 messages, one packet each, with their sequence numbers.
-    gap : stream of GapEvent
-        Sequence gaps detected on the feed.
+    tx : stream of Beat
+        Ethernet frames to the network.
+    host_tx : stream of Beat
+        Frames the host asks the NIC to send.
+    events : stream of Beat
+        Event packets to the host.
     bus : register bus (see ``docs/registers.md``)
     """
 
     rx: In(stream.Signature(Beat))
-    msg: Out(stream.Signature(MessageBeat))
-    gap: Out(stream.Signature(GapEvent))
+    tx: Out(stream.Signature(Beat))
+    host_tx: In(stream.Signature(Beat))
+    events: Out(stream.Signature(Beat))
     bus: In(BusSignature())
 
     def elaborate(self, platform):
@@ -48,12 +55,17 @@ class Top(wiring.Component):
         connect(m, csr.mold, mold.csr)
         connect(m, wiring.flipped(self.rx), eth.i)
         connect(m, eth.o, mold.i)
-        connect(m, mold.o, wiring.flipped(self.msg))
-        connect(m, mold.gap, wiring.flipped(self.gap))
+        m.submodules.events = events = EventMux()
+        connect(m, csr.events, events.csr)
+        connect(m, mold.o, events.msg)
+        connect(m, mold.gap, events.gap)
+        connect(m, events.o, wiring.flipped(self.events))
+        connect(m, wiring.flipped(self.host_tx), wiring.flipped(self.tx))
+        m.d.comb += csr.tx.frames.eq(self.host_tx.valid & self.host_tx.ready & self.host_tx.payload.last)
 
         cycle = Signal(64)
         m.d.sync += cycle.eq(cycle + 1)
-        m.d.comb += [csr.top.magic.eq(MAGIC), csr.top.cycle.eq(cycle)]
+        m.d.comb += [csr.top.magic.eq(MAGIC), csr.top.cycle.eq(cycle), events.cycle.eq(cycle)]
         return m
 
 

@@ -262,7 +262,19 @@ MOLD = RegisterBlock("mold", "MoldUDP64 stage (`hw/moldudp64.py`): session check
             inc_width=16),
 ))
 
-REGISTER_MAP = RegisterMap((TOP, ETH, MOLD))
+EVENTS = RegisterBlock("events", "Event stream to the host (`hw/events.py`).", (
+    rw("control", 1, "Bit 0: send every MoldUDP64 message to the host as an event (off: only gaps and, "
+       "later, book and order events)."),
+    counter("events", "Event packets sent to the host."),
+    counter("message_events", "MESSAGE events sent."),
+    counter("gap_events", "GAP events sent."),
+))
+
+TX = RegisterBlock("tx", "Frames the host sends to the network through the NIC (`hw/top.py`).", (
+    counter("frames", "Frames sent from the host path to the network."),
+))
+
+REGISTER_MAP = RegisterMap((TOP, ETH, MOLD, EVENTS, TX))
 """The NIC's register map, in bus address order."""
 
 

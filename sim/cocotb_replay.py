@@ -14,8 +14,8 @@ from pathlib import Path
 import cocotb
 from cocotb.clock import Clock
 
-from hw.moldudp64 import GapEvent, MessageBeat
 from hw.stream import Beat, beats_to_packets, packet_to_beats
+from protocols.events import GapEvent, MessageEvent, decode_event
 from protocols.pcap import read_pcap
 from protocols.registers import REGISTER_MAP
 from sim.cocotb_streams import Bench, Bus
@@ -37,12 +37,11 @@ async def replay(dut):
         await bus.write(name, value)
     frame_beats = [packet_to_beats(f) for f in frames]
     src = bench.source("rx", Beat, [b for fb in frame_beats for b in fb])
-    msg = bench.sink("msg", MessageBeat)
-    gap = bench.sink("gap", GapEvent)
+    events = bench.sink("events", Beat)
 
     def idle() -> bool:
         # Done once the input is drained and nothing has come out for 64 cycles.
-        last = max(msg.cycles[-1] if msg.cycles else 0, gap.cycles[-1] if gap.cycles else 0)
+        last = events.cycles[-1] if events.cycles else 0
         return bench.cycle - max(last, src.cycles[-1] if src.cycles else 0) > 64
 
     start = bench.cycle
@@ -52,12 +51,16 @@ async def replay(dut):
     for fb in frame_beats:
         k += len(fb)
         ends.append(src.cycles[k - 1])
-    messages = []
-    last_cycles = [c for c, b in zip(msg.cycles, msg.items) if b["last"]]
-    for (data, last), cycle in zip(beats_to_packets(msg.items), last_cycles):
-        messages.append({"seq": last["seq"], "hex": data.hex(), "aborted": bool(last["abort"]), "cycle": cycle})
+    messages, gaps = [], []
+    last_cycles = [c for c, b in zip(events.cycles, events.items) if b["last"]]
+    for (data, last), cycle in zip(beats_to_packets(events.items), last_cycles):
+        event = decode_event(data, bool(last["abort"]))
+        if isinstance(event, MessageEvent):
+            messages.append({"seq": event.seq, "hex": event.data.hex(), "aborted": event.aborted, "cycle": cycle})
+        elif isinstance(event, GapEvent):
+            gaps.append({"expected": event.expected, "seq": event.seq, "cycle": cycle})
     Path(os.environ["CALARB_OUT"]).write_text(json.dumps({
         "frames": len(frames), "frame_end_cycles": ends, "cycles": bench.cycle - start,
-        "messages": messages, "gaps": [dict(g, cycle=c) for g, c in zip(gap.items, gap.cycles)],
+        "messages": messages, "gaps": gaps,
         "registers": regs,
     }))

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 
 def filter_registers(cfg: EthRxConfig) -> dict[str, int]:
     """The register writes that set the gateware's filter like ``cfg``."""
-    return {"eth.ip_dst": cfg.ip_dst, "eth.udp_port": cfg.udp_port, "eth.filter": cfg.filter}
+    return {"eth.ip_dst": cfg.ip_dst, "eth.udp_port": cfg.udp_port, "eth.filter": cfg.filter,
+            "events.control": 1}
 
 
 def replay_software(pcap: Path, cfg: EthRxConfig = EthRxConfig()) -> dict:

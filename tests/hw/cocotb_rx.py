@@ -16,8 +16,8 @@ import cocotb
 from cocotb.clock import Clock
 
 from host.rxpath import EthRx, EthRxConfig, Gap, Message, MoldRx
-from hw.moldudp64 import GapEvent, MessageBeat
 from hw.stream import Beat, beats_to_packets, packet_to_beats
+from protocols.events import GapEvent, MessageEvent, decode_event
 from protocols import moldudp64 as mold
 from protocols.net import ip_to_int
 from protocols.registers import REGISTER_MAP
@@ -60,13 +60,21 @@ async def start(dut, bench):
     await bus.write("eth.ip_dst", FILTER.ip_dst)
     await bus.write("eth.udp_port", FILTER.udp_port)
     await bus.write("eth.filter", FILTER.filter)
+    await bus.write("events.control", 1)
     return bus
 
 
-def rtl_records(msg_sink, gap_sink):
-    packets = beats_to_packets(msg_sink.items)
-    msgs = [(last["seq"], None if last["abort"] else data, bool(last["abort"])) for data, last in packets]
-    gaps = [(g["expected"], g["seq"]) for g in gap_sink.items]
+def rtl_events(sink):
+    """Decode the event packets a sink collected, with the cycle each one's last beat left."""
+    ends = [c for c, b in zip(sink.cycles, sink.items) if b["last"]]
+    return [(decode_event(data, bool(last["abort"])), end)
+            for (data, last), end in zip(beats_to_packets(sink.items), ends)]
+
+
+def rtl_records(sink):
+    events = [e for e, _ in rtl_events(sink)]
+    msgs = [(e.seq, None if e.aborted else e.data, e.aborted) for e in events if isinstance(e, MessageEvent)]
+    gaps = [(e.expected, e.seq) for e in events if isinstance(e, GapEvent)]
     return msgs, gaps
 
 
@@ -81,12 +89,10 @@ async def differential_with_faults(dut):
     bus = await start(dut, bench)
     beats = [b for f in feed.frames for b in packet_to_beats(f)]
     bench.source("rx", Beat, beats, seed=SEED, gap=0.2)
-    msg = bench.sink("msg", MessageBeat, seed=SEED + 1, stall=0.2)
-    gap = bench.sink("gap", GapEvent, seed=SEED + 2, stall=0.3)
+    events = bench.sink("events", Beat, seed=SEED + 1, stall=0.2)
     n_msgs = len(ref_msgs)
-    await bench.run(until=lambda: msg.packets >= n_msgs and len(gap.items) >= len(ref_gaps),
-                    idle=50)
-    got_msgs, got_gaps = rtl_records(msg, gap)
+    await bench.run(until=lambda: events.packets >= n_msgs + len(ref_gaps), idle=50)
+    got_msgs, got_gaps = rtl_records(events)
     assert len(got_msgs) == n_msgs, f"{len(got_msgs)} messages out, {n_msgs} expected"
     for i, (want, got) in enumerate(zip(ref_msgs, got_msgs)):
         assert want == got, f"message {i}: expected {want}, got {got}"
@@ -121,13 +127,13 @@ async def no_bubbles_on_minimum_frames(dut):
     bench = Bench(dut)
     await start(dut, bench)
     src = bench.source("rx", Beat, [b for f in frames for b in packet_to_beats(f)])
-    msg = bench.sink("msg", MessageBeat)
-    await bench.run(until=lambda: msg.packets >= sum(per_frame), idle=20)
+    events = bench.sink("events", Beat)
+    await bench.run(until=lambda: events.packets >= sum(per_frame), idle=20)
     accepted = src.cycles
     bubbles = sum(1 for a, b in zip(accepted, accepted[1:]) if b != a + 1)
     assert bubbles == 0, f"rx input stalled {bubbles} times on back-to-back minimum-size frames"
     assert counters["mold.drop_short"] > 0 and counters["mold.messages"] > 0
-    got, _ = rtl_records(msg, bench.sink("gap", GapEvent))
+    got, _ = rtl_records(events)
     assert got == as_records(outputs)[0]
 
 
@@ -140,9 +146,9 @@ async def latency(dut):
     await start(dut, bench)
     frame_beats = [packet_to_beats(f) for f in feed.frames]
     src = bench.source("rx", Beat, [b for fb in frame_beats for b in fb])
-    msg = bench.sink("msg", MessageBeat)
+    events = bench.sink("events", Beat)
     n_msgs = sum(per_frame)
-    await bench.run(until=lambda: msg.packets >= n_msgs, idle=20)
+    await bench.run(until=lambda: events.packets >= n_msgs, idle=20)
 
     accepted = src.cycles
     bubbles = sum(1 for a, b in zip(accepted, accepted[1:]) if b != a + 1)
@@ -151,15 +157,15 @@ async def latency(dut):
     for fb in frame_beats:
         k += len(fb)
         last_in.append(accepted[k - 1])
-    msg_out = [c for c, b in zip(msg.cycles, msg.items) if b["last"]]
+    msg_out = [end for e, end in rtl_events(events) if isinstance(e, MessageEvent)]
     latencies, j = [], 0
     for frame, count in enumerate(per_frame):
         if count:
             j += count
             latencies.append(msg_out[j - 1] - last_in[frame])
     report = {
-        "stage": "rx pipeline (EthRx + MoldUdp64), hw/top.py",
-        "measure": "cycles from the last beat of a frame in to the last beat of its last message out",
+        "stage": "rx pipeline (EthRx + MoldUdp64 + event stream), hw/top.py",
+        "measure": "cycles from the last beat of a frame in to the last beat of the MESSAGE event of its last message",
         "frames": len(feed.frames), "messages": n_msgs,
         "input_cycles_stalled": bubbles, "input_beats": len(accepted),
         "latency_cycles": {"min": min(latencies), "median": statistics.median(latencies),
