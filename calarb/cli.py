@@ -90,6 +90,115 @@ def feed_generate(out: Path, frames: int, seed: int, fault_rate: float, max_mess
                            "faults": dict(generated.faults)}))
 
 
+def open_nic(gateware: bool, trace: Path | None = None):
+    """The NIC the host should use: the Verilated gateware or the software path."""
+    if gateware:
+        from sim.gatewarenic import GatewareNic
+        return GatewareNic(trace=str(trace) if trace else None)
+    if trace:
+        raise click.UsageError("--trace needs --gateware (the software path has no waveforms)")
+    from host.softnic import SoftwareNic
+    return SoftwareNic()
+
+
+def message_seq_to_frame(frames: list[bytes]) -> dict[int, int]:
+    """For each MoldUDP64 sequence number, the first frame that carries it (for latency per frame)."""
+    owner: dict[int, int] = {}
+    for index, frame in enumerate(frames):
+        if len(frame) < 62:
+            continue
+        seq = int.from_bytes(frame[52:60], "big")
+        count = int.from_bytes(frame[60:62], "big")
+        if count != 0xFFFF:
+            for s in range(seq, seq + count):
+                owner.setdefault(s, index)
+    return owner
+
+
+def frame_latencies(frames: list[bytes], ingress: list[int], events) -> list[int]:
+    """Cycles from each frame's last beat in to the last beat of its last message's event out.
+
+    The event leaves two header beats and then one beat per 8 message bytes
+    after its timestamp (the NIC's event sink is always ready).
+    """
+    from protocols.events import MessageEvent
+
+    owner = message_seq_to_frame(frames)
+    done: dict[int, int] = {}
+    for ev in events:
+        if isinstance(ev, MessageEvent) and ev.seq in owner:
+            done[owner[ev.seq]] = ev.cycle + 1 + max(1, -(-len(ev.data) // 8))
+    return [end - ingress[f] for f, end in sorted(done.items()) if f < len(ingress)]
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--gateware", is_flag=True, help="Use the Verilated gateware (the simulated NIC) instead of "
+              "the software path.")
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), help="Write an FST waveform (with --gateware).")
+@click.option("--ip", "ip_dst", default=None, help="Accept only this IPv4 destination.")
+@click.option("--port", type=int, default=None, help="Accept only this UDP destination port.")
+@click.option("--batch", default=4096, show_default=True, help="Frames per batch.")
+def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, port: int | None,
+           batch: int) -> None:
+    """Push a pcap or NASDAQ binary file through a NIC and print its events as JSON lines.
+
+    The summary (frames, messages, counters, cycles, wall time, latency) goes to
+    standard error, so the event lines of the gateware and the software path can
+    be compared with diff.
+    """
+    from host.feeds import FeedError, frames_from_file
+    from host.nic import NicError
+    from protocols.registers import RegisterError
+
+    try:
+        frames = list(frames_from_file(file))
+    except (PcapError, FeedError) as e:
+        raise click.ClickException(str(e)) from None
+    nic = open_nic(gateware, trace)
+    t0 = time.perf_counter()
+    events_seen = []
+    kinds = Counter()
+    try:
+        with nic:
+            nic.write("events.control", 1)
+            filt = 0
+            if ip_dst is not None:
+                nic.write("eth.ip_dst", ip_to_int(ip_dst))
+                filt |= 1
+            if port is not None:
+                nic.write("eth.udp_port", port)
+                filt |= 2
+            nic.write("eth.filter", filt)
+            out = sys.stdout
+            with click.progressbar(length=len(frames), label="replay", file=sys.stderr) as bar:
+                for start in range(0, len(frames), batch):
+                    chunk = frames[start:start + batch]
+                    nic.deliver(chunk)
+                    for ev in nic.poll():
+                        out.write(json.dumps(ev.as_json()) + "\n")
+                        kinds[type(ev).__name__] += 1
+                        if gateware:
+                            events_seen.append(ev)
+                    bar.update(len(chunk))
+            counters = {k: v for k, v in nic.counters("eth", "mold", "events").items() if v}
+            summary = {"path": "gateware" if gateware else "software", "frames": len(frames),
+                       "events": dict(kinds), "counters": counters,
+                       "wall_seconds": round(time.perf_counter() - t0, 3)}
+            if gateware:
+                summary["cycles"] = nic.cycle
+                lat = frame_latencies(frames, nic.ingress, events_seen)
+                if lat:
+                    summary["latency_cycles"] = {
+                        "min": min(lat), "median": statistics.median(lat), "max": max(lat),
+                        "histogram": {str(v): c for v, c in sorted(Counter(lat).items())}}
+    except (NicError, RegisterError) as e:
+        raise click.ClickException(str(e)) from None
+    except BrokenPipeError:
+        return
+    click.echo(json.dumps({"summary": summary}), err=True)
+
+
 @main.command()
 @click.option("--frames", default=2000, show_default=True, help="MoldUDP64 packets in the demo feed.")
 @click.option("--seed", default=7, show_default=True)

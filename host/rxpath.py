@@ -103,16 +103,23 @@ class MoldRx:
 
     learn: bool = True
     hold: bool = False
-    session: bytes = b" " * 10
+    session: bytes = b" " * 10               # the learned session
+    written_session: bytes = b"\0" * 10      # ``mold.session_hi/lo``, in force when not learning
     expected: int = 1
     counters: Counter = field(default_factory=Counter)
     learn_pending: bool = True
+    learned: bool = False
     eos_seen: bool = False
+
+    @property
+    def session_in_force(self) -> bytes:
+        return self.session if self.learn else self.written_session
 
     def resync(self, next_seq: int) -> None:
         """What a host write to ``mold.next_seq`` does."""
         self.expected = next_seq
         self.learn_pending = True
+        self.learned = False
         self.eos_seen = False
 
     def receive(self, payload: bytes) -> list[Message | Gap]:
@@ -127,12 +134,12 @@ class MoldRx:
         seq = int.from_bytes(payload[10:18], "big")
         count = int.from_bytes(payload[18:20], "big")
         learning = self.learn and self.learn_pending
-        if not learning and session != self.session:
+        if not learning and session != self.session_in_force:
             c["drop_session"] += 1
             c["dropped_bytes"] += len(payload)
             return []
         if learning:
-            self.session, self.learn_pending = session, False
+            self.session, self.learn_pending, self.learned = session, False, True
             self.expected = seq
         exp = self.expected
         out: list[Message | Gap] = []

@@ -77,7 +77,7 @@ def test_moldrx_byte_accounting_identity(workload):
     included), and trailing bytes are in ``dropped_bytes``.
     """
     learn, hold, steps = workload
-    rx = MoldRx(learn=learn, hold=hold, session=S)
+    rx = MoldRx(learn=learn, hold=hold, session=S, written_session=S)
     total = 0
     out = []
     for step in steps:
@@ -119,7 +119,7 @@ def test_moldrx_skip_policy_delivers_in_strictly_increasing_order(case, learn):
     message at most once, in strictly increasing sequence order, with its own bytes; every
     number below the expected one is either delivered or inside exactly one reported gap."""
     msgs, pkts, order = case
-    rx = MoldRx(learn=learn, hold=False, session=S)
+    rx = MoldRx(learn=learn, hold=False, session=S, written_session=S)
     out = []
     for k in order:
         out += rx.receive(mold.encode_packet(pkts[k]))
@@ -138,7 +138,7 @@ def test_moldrx_hold_policy_delivers_everything_in_order_after_refill(case):
     """Under the hold policy, once every packet has arrived (any order, repeats) and the packets
     from the gap on are re-sent, exactly messages 1..N have been delivered, in order."""
     msgs, pkts, order = case
-    rx = MoldRx(learn=False, hold=True, session=S, expected=1)
+    rx = MoldRx(learn=False, hold=True, written_session=S, expected=1)
     out = []
     for k in order:
         out += rx.receive(mold.encode_packet(pkts[k]))

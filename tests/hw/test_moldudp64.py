@@ -112,15 +112,14 @@ def ref_mold(steps, control: int = LEARN) -> Result:
                 model.learn, model.hold = bool(step.value & LEARN), bool(step.value & HOLD)
             else:
                 written[step.name] = step.value
-            if not model.learn:
-                value = (written["session_hi"] << 64) | written["session_lo"]
-                model.session = value.to_bytes(10, "big")
+            value = (written["session_hi"] << 64) | written["session_lo"]
+            model.written_session = value.to_bytes(10, "big")
         else:
             out += model.receive(step)
-    session = int.from_bytes(model.session, "big")
+    session = int.from_bytes(model.session_in_force, "big")
     regs = {
         "expected": model.expected,
-        "status": int(not model.learn_pending) | int(model.eos_seen) << 1,
+        "status": int(model.learned) | int(model.eos_seen) << 1,
         "session_seen_hi": session >> 64,
         "session_seen_lo": session & ((1 << 64) - 1),
     }

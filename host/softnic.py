@@ -1,0 +1,111 @@
+"""The software NIC: the gateware's receive path in Python behind the NIC interface.
+
+It holds the same registers as the gateware (from ``protocols/registers.py``),
+applies writes the way the gateware does, and produces the same events for the
+same frames, so ``calarb replay`` without ``--gateware`` prints what the
+gateware prints. It has no clock: event timestamps count the frames processed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from host.nic import Nic, NicError
+from host.rxpath import EthRx, EthRxConfig, Gap, Message, MoldRx
+from protocols.events import Event, GapEvent, MessageEvent
+from protocols.registers import Access
+
+MAGIC = 0xCA1A4B00
+
+
+class SoftwareNic(Nic):
+    """A NIC whose receive path is :mod:`host.rxpath`."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self._regs = {m.name: m.register.reset for m in self.register_map
+                      if m.register.access is Access.RW}
+        self._eth = EthRx()
+        self._mold = MoldRx()
+        self._events: Counter = Counter()
+        self._tx_frames = 0
+        self._inbox: list[bytes] = []
+        self._sent: list[bytes] = []
+        self._pending: list[Event] = []
+        self._clock = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        r = self._regs
+        self._eth.cfg = EthRxConfig(filter=r["eth.filter"], ip_dst=r["eth.ip_dst"], udp_port=r["eth.udp_port"])
+        self._mold.learn = bool(r["mold.control"] & 1)
+        self._mold.hold = bool(r["mold.control"] & 2)
+        session = (r["mold.session_hi"] << 64) | r["mold.session_lo"]
+        self._mold.written_session = session.to_bytes(10, "big")
+
+    def write(self, name: str, value: int) -> None:
+        self.check_write(name, value)
+        self._regs[name] = value
+        if name == "mold.next_seq":
+            self._mold.resync(value)
+        self._apply()
+
+    def read(self, name: str) -> int:
+        mapped = self.register_map[name]
+        if name in self._regs:
+            return self._regs[name]
+        block, reg = mapped.block, mapped.register.name
+        mold = self._mold
+        if mapped.register.access is Access.COUNTER:
+            if block == "eth":
+                value = self._eth.counters[reg]
+            elif block == "mold":
+                value = mold.counters[reg]
+            elif block == "events":
+                value = self._events[reg]
+            elif block == "tx":
+                value = self._tx_frames
+            else:
+                value = 0
+            return value & mapped.register.mask
+        session = int.from_bytes(mold.session_in_force, "big")
+        status = {
+            "top.magic": MAGIC, "top.cycle": self._clock,
+            "mold.expected": mold.expected, "mold.status": int(mold.learned) | int(mold.eos_seen) << 1,
+            "mold.session_seen_hi": session >> 64, "mold.session_seen_lo": session & ((1 << 64) - 1),
+        }
+        if name not in status:
+            raise NicError(f"the software NIC does not model register {name}")
+        return status[name]
+
+    def send(self, frames: list[bytes]) -> None:
+        self._sent += frames
+        self._tx_frames += len(frames)
+
+    def sent(self) -> list[bytes]:
+        out, self._sent = self._sent, []
+        return out
+
+    def deliver(self, frames: list[bytes]) -> None:
+        self._inbox += frames
+
+    def poll(self) -> list[Event]:
+        messages_on = bool(self._regs["events.control"] & 1)
+        for frame in self._inbox:
+            self._clock += 1
+            payload = self._eth.receive(frame)
+            for out in self._mold.receive(payload) if payload is not None else []:
+                if isinstance(out, Gap):
+                    self._pending.append(GapEvent(self._clock, out.expected, out.seq))
+                    self._events["gap_events"] += 1
+                elif isinstance(out, Message) and messages_on:
+                    self._pending.append(MessageEvent(self._clock, out.seq, out.data, out.aborted))
+                    self._events["message_events"] += 1
+                else:
+                    continue
+                self._events["events"] += 1
+        self._inbox = []
+        out, self._pending = self._pending, []
+        return out
