@@ -30,6 +30,7 @@ synth: setup
 
 bench: setup
 	$(PY) -m bench.rx_pipeline
+	$(PY) -m bench.simnic
 
 demo: setup
 	$(PY) -m calarb.cli demo

@@ -200,6 +200,43 @@ def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, p
 
 
 @main.command()
+@click.option("--port", default=26400, show_default=True, help="UDP port to listen on (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--gateware", is_flag=True, help="Use the simulated NIC (Verilated gateware).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--messages/--no-messages", default=True, show_default=True,
+              help="Report every MoldUDP64 message as an event (events.control bit 0).")
+def listen(port: int, host: str, gateware: bool, duration: float | None, messages: bool) -> None:
+    """Receive a live MoldUDP64 feed on a UDP port, as a NIC on the feed's network would, and print events."""
+    from host.feeds import LoopbackFeed
+
+    nic = open_nic(gateware)
+    deadline = None if duration is None else time.monotonic() + duration
+    stats = Counter()
+    try:
+        with nic, LoopbackFeed(port=port, host=host) as feed:
+            nic.write("events.control", int(messages))
+            click.echo(json.dumps({"listening": f"{host}:{feed.port}",
+                                   "nic": "gateware" if gateware else "software"}), err=True)
+            while deadline is None or time.monotonic() < deadline:
+                frames = feed.poll(timeout=0.05)
+                if not frames:
+                    continue
+                stats["frames"] += len(frames)
+                nic.deliver(frames)
+                for ev in nic.poll():
+                    sys.stdout.write(json.dumps(ev.as_json()) + "\n")
+                    stats["events"] += 1
+                sys.stdout.flush()
+            counters = {k: v for k, v in nic.counters("eth", "mold").items() if v}
+    except KeyboardInterrupt:
+        counters = {}
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from None
+    click.echo(json.dumps({"summary": dict(stats, counters=counters)}), err=True)
+
+
+@main.command()
 @click.option("--frames", default=2000, show_default=True, help="MoldUDP64 packets in the demo feed.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--out", "out_dir", default="build/demo", show_default=True,

@@ -32,8 +32,11 @@
 // longer than MAX_OUT_PACKET (128 KiB) and was cut there by the harness.
 
 #include "Vnic.h"
-#include "Vnic___024root.h"
 #include "verilated.h"
+#if __has_include("Vnic___024root.h")
+#include "Vnic___024root.h"
+#define NIC_HAVE_ROOT 1
+#endif
 #if VM_TRACE_FST
 #include "verilated_fst_c.h"
 #endif
@@ -42,11 +45,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <new>
-#include <vector>
+#include <type_traits>
+#include <utility>
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the harness assumes a little-endian host");
-static_assert(NIC_BEAT_WIDTH <= 96, "a beat must fit the 3-word VlWide the harness drives");
+static_assert(NIC_BEAT_WIDTH > 64 && NIC_BEAT_WIDTH <= 96, "the harness drives beats as a 3-word VlWide");
 static_assert(NIC_BEAT_DATA_WIDTH == 64, "beats carry 64 data bits");
 
 extern "C" {
@@ -56,7 +61,7 @@ enum {
     NIC_OK = 0,
     NIC_E_ARG = -1,       // null handle or pointer, or an argument out of range
     NIC_E_FULL = -2,      // the batch does not fit the free room of the input queue (nothing accepted)
-    NIC_E_FRAME = -3,     // a frame of length 0 or above NIC_MAX_FRAME (nothing accepted)
+    NIC_E_FRAME = -3,     // a frame of length 0 or above MAX_FRAME (16384) bytes (nothing accepted)
     NIC_E_ADDR = -4,      // register address beyond the register map
     NIC_E_BUFSIZE = -5,   // the caller's buffer cannot hold even the first record
     NIC_E_TRACE = -6,     // the trace file could not be opened
@@ -134,19 +139,51 @@ inline uint64_t get_bits(const uint32_t* w, unsigned off, unsigned width) {
 
 constexpr unsigned WORDS = 3;
 
+// One eval() per clock edge instead of two. Verilator detects the rising edge by comparing clk with
+// its value at the previous eval(), kept in the root member below; clearing that member and
+// evaluating once with clk high is a rising edge. The shell leaves no logic sensitive to clk low, so
+// the clk-low eval() only refreshed that member. Used when this Verilator has the member (checked at
+// compile time) and no trace is open (a waveform should show the clock fall); otherwise two eval()s.
+template <typename T, typename = void>
+struct HasPrevClk : std::false_type {};
+template <typename T>
+struct HasPrevClk<T, std::void_t<decltype(std::declval<T&>().__Vtrigprevexpr___TOP__clk__0)>> : std::true_type {};
+
+template <typename Root>
+inline bool fast_edge(Root* root) {
+    if constexpr (HasPrevClk<Root>::value) {
+        root->__Vtrigprevexpr___TOP__clk__0 = 0;
+        return true;
+    } else {
+        (void)root;
+        return false;
+    }
+}
+
+// A fixed-size array left uninitialised, so the pages of a large queue are only committed once used.
+template <typename T>
+struct Buffer {
+    std::unique_ptr<T[]> p;
+    explicit Buffer(uint64_t n) : p(new T[n]) {}
+    T* data() { return p.get(); }
+    const T* data() const { return p.get(); }
+    T& operator[](uint64_t i) { return p[i]; }
+    const T& operator[](uint64_t i) const { return p[i]; }
+};
+
 // ---- input queue: whole frames in, one beat at a time out -------------------------------------
 
 struct InQueue {
-    std::vector<uint8_t> buf;        // bytes of queued frames, [rd, wr); 8 bytes of slack at the end
+    Buffer<uint8_t> buf;             // bytes of queued frames, [rd, wr); 8 bytes of slack at the end
     uint64_t rd = 0, wr = 0;
-    std::vector<uint32_t> lens;      // ring of frame lengths
+    Buffer<uint32_t> lens;           // ring of frame lengths
     uint64_t fhead = 0, fcount = 0;
     uint32_t pos = 0;                // bytes of the head frame already sent
     uint32_t beat[WORDS] = {0, 0, 0};
     uint32_t beat_n = 0;
     bool beat_last = false;
 
-    InQueue() : buf(IN_CAP_BYTES + 8, 0), lens(IN_CAP_FRAMES, 0) {}
+    InQueue() : buf(IN_CAP_BYTES + 8), lens(IN_CAP_FRAMES) {}
 
     bool empty() const { return fcount == 0; }
     uint64_t bytes() const { return wr - rd; }
@@ -217,15 +254,17 @@ struct InQueue {
 // ---- output queue: beats in, serialised packet records out ------------------------------------
 
 struct OutQueue {
-    std::vector<uint8_t> buf;     // records, [rd, wr)
+    // Completed records are [rd, wr). The packet in progress is written in place behind them: its
+    // bytes go to buf[wr + 5 ...] and its header is filled in when its last beat arrives.
+    Buffer<uint8_t> buf;
     uint64_t rd = 0, wr = 0;
-    std::vector<uint8_t> cur;     // the packet in progress
+    uint64_t cur = 0;             // bytes of the packet in progress
     bool open = false;
     uint8_t flags = 0;
     uint64_t framing_errors = 0;
-    uint64_t lost = 0;               // records that found no room (a harness bug if ever non-zero)
+    uint64_t lost = 0;            // packets that found no room (a harness bug if ever non-zero)
 
-    OutQueue() : buf(OUT_CAP_BYTES, 0) { cur.reserve(MAX_OUT_PACKET); }
+    OutQueue() : buf(OUT_CAP_BYTES + 8) {}   // 8 bytes of slack: beats are copied 8 bytes at a time
 
     uint64_t bytes() const { return wr - rd; }
     // The sink's ready is registered in the shell, so it acts a cycle after the harness sets it:
@@ -233,63 +272,72 @@ struct OutQueue {
     bool can_accept() const { return OUT_CAP_BYTES - bytes() >= 2 * (RECORD_HEADER + MAX_OUT_PACKET); }
 
     void clear() {
-        rd = wr = 0;
-        cur.clear();
+        rd = wr = cur = 0;
         open = false;
         flags = 0;
+    }
+
+    // Start a packet: make sure a whole one fits contiguously behind the completed records.
+    bool start() {
+        if (rd == wr) rd = wr = 0;
+        if (OUT_CAP_BYTES - wr < RECORD_HEADER + MAX_OUT_PACKET) {
+            if (OUT_CAP_BYTES - bytes() < RECORD_HEADER + MAX_OUT_PACKET) return false;   // guarded by can_accept()
+            std::memmove(buf.data(), buf.data() + rd, wr - rd);
+            wr -= rd;
+            rd = 0;
+        }
+        open = true;
+        cur = 0;
+        flags = 0;
+        return true;
     }
 
     void beat(const uint32_t* w) {
         const bool first = get_bits(w, NIC_BEAT_FIRST_OFFSET, 1);
         const bool last = get_bits(w, NIC_BEAT_LAST_OFFSET, 1);
-        const bool abort = get_bits(w, NIC_BEAT_ABORT_OFFSET, 1);
         uint64_t n = get_bits(w, NIC_BEAT_N_OFFSET, NIC_BEAT_N_WIDTH);
-        if (first && open) {                       // a first beat inside a packet: close it, flagged
+        if (first && open) {                      // a first beat inside a packet: close that one, flagged
             flags |= 2;
             finish();
         }
-        if (!first && !open) flags |= 2;           // a packet without a first beat
-        open = true;
+        uint8_t carry = 0;
+        if (!open) {
+            if (!first) carry = 2;                // a packet without a first beat
+            if (!start()) {
+                lost++;
+                return;
+            }
+            flags = carry;
+        }
         if (n > 8) {
             flags |= 2;
             n = 8;
         }
-        const uint64_t d = get_bits(w, NIC_BEAT_DATA_OFFSET, 64);
-        for (uint64_t k = 0; k < n; k++) {
-            if (cur.size() >= MAX_OUT_PACKET) {
-                flags |= 4;
-                break;
-            }
-            cur.push_back(static_cast<uint8_t>(d >> (8 * k)));
+        if (cur + n > MAX_OUT_PACKET) {
+            flags |= 4;
+            n = MAX_OUT_PACKET - cur;
         }
+        uint8_t* dst = buf.data() + wr + RECORD_HEADER + cur;
+        if (NIC_BEAT_DATA_OFFSET == 0) {
+            std::memcpy(dst, w, 8);                // lanes are little-endian bytes of words 0 and 1
+        } else {
+            const uint64_t d = get_bits(w, NIC_BEAT_DATA_OFFSET, 64);
+            std::memcpy(dst, &d, 8);
+        }
+        cur += n;
         if (last) {
-            if (abort) flags |= 1;
+            if (get_bits(w, NIC_BEAT_ABORT_OFFSET, 1)) flags |= 1;
             finish();
         }
     }
 
     void finish() {
-        if (bytes() == 0) rd = wr = 0;
-        const uint64_t need = RECORD_HEADER + cur.size();
-        if (OUT_CAP_BYTES - bytes() < need) {   // cannot happen while can_accept() guards the sink
-            lost++;
-            cur.clear();
-            open = false;
-            flags = 0;
-            return;
-        }
-        if (wr + need > OUT_CAP_BYTES) {   // compact; can_accept() guaranteed the room
-            std::memmove(buf.data(), buf.data() + rd, wr - rd);
-            wr -= rd;
-            rd = 0;
-        }
-        const uint32_t len = static_cast<uint32_t>(cur.size());
+        const uint32_t len = static_cast<uint32_t>(cur);
         std::memcpy(buf.data() + wr, &len, 4);
         buf[wr + 4] = flags;
-        if (len) std::memcpy(buf.data() + wr + 5, cur.data(), len);
-        wr += need;
+        wr += RECORD_HEADER + cur;
         if (flags & 2) framing_errors++;
-        cur.clear();
+        cur = 0;
         open = false;
         flags = 0;
     }
@@ -308,7 +356,7 @@ struct OutQueue {
         if (n == 0 && bytes() != 0) return NIC_E_BUFSIZE;
         if (n) std::memcpy(out, buf.data() + rd, n);
         rd = p;
-        if (rd == wr) rd = wr = 0;
+        if (rd == wr && !open) rd = wr = 0;   // an open packet is being written behind wr
         return static_cast<int64_t>(n);
     }
 };
@@ -323,13 +371,13 @@ struct Nic {
 #endif
     InQueue rx, host;
     OutQueue events, tx;
-    std::vector<uint64_t> ingress;    // ring of timestamps
+    Buffer<uint64_t> ingress;         // ring of timestamps
     uint64_t ing_head = 0, ing_count = 0;
     uint64_t total = 0;               // cumulative clock edges
     uint64_t core = 0;                // the core's cycle counter (since the end of the last reset)
     uint64_t quiet = IDLE_CYCLES;     // cycles since a beat last moved on any stream
 
-    Nic() : ingress(INGRESS_CAP, 0) {}
+    Nic() : ingress(INGRESS_CAP) {}
 
     bool tracing() const {
 #if VM_TRACE_FST
@@ -358,13 +406,14 @@ struct Nic {
 
     // One clock edge, no bookkeeping (trace dumps included).
     inline void tick() {
-        if (!tracing()) {
-            top->rootp->__Vtrigprevexpr___TOP__clk__0 = 0;
+#ifdef NIC_HAVE_ROOT
+        if (!tracing() && fast_edge(top->rootp)) {
             top->clk = 1;
             top->eval();
             total++;
             return;
         }
+#endif
         top->clk = 0;
         top->eval();
 #if VM_TRACE_FST
@@ -631,6 +680,29 @@ int nic_csr_read(void* h, uint32_t addr, uint64_t* value) {
     *value = s->top->bus_r_data;
     return NIC_OK;
     NIC_GUARD_END
+}
+
+// Index serialised records (as popped) so Python can slice them without parsing headers: for record
+// k, its bytes are buf[starts[k], ends[k]) and aborted[k] is flag bit 0. Writes at most cap entries;
+// returns the number of records in buf, or NIC_E_ARG if buf does not end on a record boundary.
+int64_t nic_index_records(const uint8_t* buf, uint64_t n, uint64_t* starts, uint64_t* ends, uint8_t* aborted,
+                          uint64_t cap) {
+    if ((!buf && n) || (cap && (!starts || !ends || !aborted))) return NIC_E_ARG;
+    uint64_t p = 0, k = 0;
+    while (p < n) {
+        if (n - p < RECORD_HEADER) return NIC_E_ARG;
+        uint32_t len;
+        std::memcpy(&len, buf + p, 4);
+        if (n - p - RECORD_HEADER < len) return NIC_E_ARG;
+        if (k < cap) {
+            starts[k] = p + RECORD_HEADER;
+            ends[k] = p + RECORD_HEADER + len;
+            aborted[k] = buf[p + 4] & 1;
+        }
+        k++;
+        p += RECORD_HEADER + len;
+    }
+    return static_cast<int64_t>(k);
 }
 
 uint64_t nic_cycle(void* h) { return h ? as_nic(h)->total : 0; }

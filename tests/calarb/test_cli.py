@@ -54,3 +54,33 @@ def test_decode_refuses_a_file_that_is_not_pcap(tmp_path):
     result = CliRunner().invoke(main, ["decode", str(path)])
     assert result.exit_code != 0
     assert "bad_magic" in result.output
+
+
+def test_listen_turns_live_datagrams_into_events():
+    """`calarb listen` on a loopback port: datagrams sent while it runs come out as events."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from protocols import moldudp64 as mold
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "calarb.cli", "listen", "--port", str(port),
+                             "--duration", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stderr.readline()           # printed once the socket is bound
+        assert "listening" in banner
+        packets = mold.packetise([bytes([i]) * 12 for i in range(30)], session="LIVE000001", max_payload=200)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for p in packets:
+                tx.sendto(mold.encode_packet(p), ("127.0.0.1", port))
+                time.sleep(0.01)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["seq"], e["hex"]) for e in events] == [(i + 1, (bytes([i]) * 12).hex()) for i in range(30)]
+    assert json.loads(err.strip().splitlines()[-1])["summary"]["counters"]["mold.messages"] == 30
