@@ -200,3 +200,56 @@ def as_json(msg) -> dict:
         v = getattr(msg, f.name)
         out[f.name] = v.decode("ascii", "replace").rstrip() if f.kind == "alpha" else v
     return out
+
+
+# --- the decoded record the gateware emits ----------------------------------------------------
+
+DECODED_FIELDS = ("stock_locate", "tracking_number", "timestamp", "order_ref", "new_order_ref", "side",
+                  "shares", "price", "stock", "match_number")
+"""The fields the gateware decoder extracts, each as wide as its widest use in :data:`MESSAGES`."""
+
+DECODED_WIDTHS = {name: 8 * max(f.width for mt in MESSAGES.values() for f in mt.fields if f.name == name)
+                  for name in DECODED_FIELDS}
+
+DECODED_LAYOUT = (("type", 8), *((name, DECODED_WIDTHS[name]) for name in DECODED_FIELDS),
+                  ("carries", len(DECODED_FIELDS)))
+"""Bit layout of a decoded record, least significant first: the type letter, the fields, and
+``carries`` with bit *i* set when the type has ``DECODED_FIELDS[i]``. ``hw/itch.py`` builds its
+``amaranth.lib.data`` layout from this, and event packets carry records in this order."""
+
+DECODED_BITS = sum(width for _, width in DECODED_LAYOUT)
+
+
+def decoded_record(data: bytes) -> dict:
+    """What the gateware decoder emits for one well-formed message: field values by name.
+
+    Alpha fields (``side``, ``stock``) are their bytes read as a big-endian integer,
+    as the wire carries them; fields a type does not carry are zero.
+    """
+    mt = MESSAGES[chr(data[0])]
+    record = {"type": data[0], "carries": 0}
+    for i, name in enumerate(DECODED_FIELDS):
+        try:
+            f = mt.field(name)
+        except KeyError:
+            record[name] = 0
+            continue
+        record[name] = int.from_bytes(data[f.offset:f.offset + f.width], "big")
+        record["carries"] |= 1 << i
+    return record
+
+
+def pack_record(record: dict) -> int:
+    value, shift = 0, 0
+    for name, width in DECODED_LAYOUT:
+        value |= (record[name] & ((1 << width) - 1)) << shift
+        shift += width
+    return value
+
+
+def unpack_record(value: int) -> dict:
+    record, shift = {}, 0
+    for name, width in DECODED_LAYOUT:
+        record[name] = (value >> shift) & ((1 << width) - 1)
+        shift += width
+    return record

@@ -262,19 +262,32 @@ MOLD = RegisterBlock("mold", "MoldUDP64 stage (`hw/moldudp64.py`): session check
             inc_width=16),
 ))
 
+ITCH = RegisterBlock("itch", "ITCH 5.0 decoder (`hw/itch.py`). Every message reaching it lands in exactly one "
+                     "counter.", (
+    rw("control", 1, "Bit 0: drop messages of untracked stock locates (system event, stock directory and "
+       "trading action messages always pass)."),
+    rw("track", 17, "A write sets the tracked bit of stock locate bits 0-15 to bit 16.", strobe=True),
+    counter("decoded", "Messages decoded and passed on."),
+    counter("untracked", "Messages dropped: their stock locate is not tracked."),
+    counter("unknown_type", "Messages dropped: unknown message type."),
+    counter("bad_length", "Messages dropped: length differs from the type's length in the specification."),
+    counter("aborted", "Messages dropped: cut short upstream (truncated datagram)."),
+))
+
 EVENTS = RegisterBlock("events", "Event stream to the host (`hw/events.py`).", (
-    rw("control", 1, "Bit 0: send every MoldUDP64 message to the host as an event (off: only gaps and, "
-       "later, book and order events)."),
+    rw("control", 2, "Bit 0: send every MoldUDP64 message to the host as a MESSAGE event; bit 1: send every "
+       "decoded ITCH record as an ITCH event (off: only gaps and, later, book and order events)."),
     counter("events", "Event packets sent to the host."),
     counter("message_events", "MESSAGE events sent."),
     counter("gap_events", "GAP events sent."),
+    counter("itch_events", "ITCH events sent."),
 ))
 
 TX = RegisterBlock("tx", "Frames the host sends to the network through the NIC (`hw/top.py`).", (
     counter("frames", "Frames sent from the host path to the network."),
 ))
 
-REGISTER_MAP = RegisterMap((TOP, ETH, MOLD, EVENTS, TX))
+REGISTER_MAP = RegisterMap((TOP, ETH, MOLD, ITCH, EVENTS, TX))
 """The NIC's register map, in bus address order."""
 
 
