@@ -205,3 +205,32 @@ class MoldRx:
         if rest:
             self.counters["trailing"] += 1
             self.counters["dropped_bytes"] += len(rest)
+
+
+@dataclass
+class ItchRx:
+    """The ITCH decoder stage: records for well-formed messages of tracked instruments, with its counters."""
+
+    filter: bool = False
+    tracked: set = field(default_factory=set)
+    counters: Counter = field(default_factory=Counter)
+
+    def receive(self, message: Message) -> dict | None:
+        """The decoded record (with ``seq``) the stage emits for ``message``, or None if it is dropped."""
+        from protocols.itch import MESSAGES, decoded_record
+
+        c = self.counters
+        mt = MESSAGES.get(chr(message.data[0])) if message.data else None
+        if message.aborted:
+            c["aborted"] += 1
+        elif mt is None:
+            c["unknown_type"] += 1
+        elif len(message.data) != mt.length:
+            c["bad_length"] += 1
+        elif self.filter and mt.code not in "SRH" and \
+                int.from_bytes(message.data[1:3], "big") not in self.tracked:
+            c["untracked"] += 1
+        else:
+            c["decoded"] += 1
+            return dict(decoded_record(message.data), seq=message.seq)
+        return None

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 from host.nic import Nic, NicError
-from host.rxpath import EthRx, EthRxConfig, Gap, Message, MoldRx
-from protocols.events import Event, GapEvent, MessageEvent
+from host.rxpath import EthRx, EthRxConfig, Gap, ItchRx, Message, MoldRx
+from protocols.events import Event, GapEvent, ItchEvent, MessageEvent
 from protocols.registers import Access
 
 MAGIC = 0xCA1A4B00
@@ -29,6 +29,7 @@ class SoftwareNic(Nic):
                       if m.register.access is Access.RW}
         self._eth = EthRx()
         self._mold = MoldRx()
+        self._itch = ItchRx()
         self._events: Counter = Counter()
         self._tx_frames = 0
         self._inbox: list[bytes] = []
@@ -44,12 +45,18 @@ class SoftwareNic(Nic):
         self._mold.hold = bool(r["mold.control"] & 2)
         session = (r["mold.session_hi"] << 64) | r["mold.session_lo"]
         self._mold.written_session = session.to_bytes(10, "big")
+        self._itch.filter = bool(r["itch.control"] & 1)
 
     def write(self, name: str, value: int) -> None:
         self.check_write(name, value)
         self._regs[name] = value
         if name == "mold.next_seq":
             self._mold.resync(value)
+        elif name == "itch.track":
+            if value >> 16:
+                self._itch.tracked.add(value & 0xFFFF)
+            else:
+                self._itch.tracked.discard(value & 0xFFFF)
         self._apply()
 
     def read(self, name: str) -> int:
@@ -63,6 +70,8 @@ class SoftwareNic(Nic):
                 value = self._eth.counters[reg]
             elif block == "mold":
                 value = mold.counters[reg]
+            elif block == "itch":
+                value = self._itch.counters[reg]
             elif block == "events":
                 value = self._events[reg]
             elif block == "tx":
@@ -80,6 +89,11 @@ class SoftwareNic(Nic):
             raise NicError(f"the software NIC does not model register {name}")
         return status[name]
 
+    def _emit(self, event: Event, counter: str) -> None:
+        self._pending.append(event)
+        self._events[counter] += 1
+        self._events["events"] += 1
+
     def send(self, frames: list[bytes]) -> None:
         self._sent += frames
         self._tx_frames += len(frames)
@@ -93,19 +107,22 @@ class SoftwareNic(Nic):
 
     def poll(self) -> list[Event]:
         messages_on = bool(self._regs["events.control"] & 1)
+        records_on = bool(self._regs["events.control"] & 2)
         for frame in self._inbox:
             self._clock += 1
             payload = self._eth.receive(frame)
             for out in self._mold.receive(payload) if payload is not None else []:
                 if isinstance(out, Gap):
-                    self._pending.append(GapEvent(self._clock, out.expected, out.seq))
-                    self._events["gap_events"] += 1
-                elif isinstance(out, Message) and messages_on:
-                    self._pending.append(MessageEvent(self._clock, out.seq, out.data, out.aborted))
-                    self._events["message_events"] += 1
-                else:
+                    self._emit(GapEvent(self._clock, out.expected, out.seq), "gap_events")
                     continue
-                self._events["events"] += 1
+                # With both kinds on, the gateware usually sends a message before its record;
+                # the order between the two kinds is not guaranteed (compare them per kind).
+                if messages_on:
+                    self._emit(MessageEvent(self._clock, out.seq, out.data, out.aborted), "message_events")
+                record = self._itch.receive(out)
+                if record is not None and records_on:
+                    seq = record.pop("seq")
+                    self._emit(ItchEvent(self._clock, seq, record), "itch_events")
         self._inbox = []
         out, self._pending = self._pending, []
         return out

@@ -8,7 +8,8 @@ decodes them here. Layout, little-endian:
   stage in bytes 1-7 (56 bits);
 * bytes 8-15: the event's first argument (a sequence number);
 * then per kind: ``MESSAGE`` carries the message bytes; ``GAP`` carries the
-  second sequence number in bytes 16-23.
+  second sequence number in bytes 16-23; ``ITCH`` carries the decoded record
+  (``protocols.itch.DECODED_LAYOUT``) as little-endian bytes.
 
 A message event whose packet ended with ``abort`` was cut short on the wire
 (its bytes are incomplete).
@@ -30,6 +31,8 @@ class EventKind(enum.IntEnum):
     """A MoldUDP64 message (only while ``events.control`` bit 0 asks for them)."""
     GAP = 2
     """Messages ``[expected, seq)`` were not received."""
+    ITCH = 3
+    """A decoded ITCH record (``protocols.itch.DECODED_LAYOUT``, little-endian), while ``events.control`` bit 1 asks."""
 
 
 class EventError(ValueError):
@@ -58,7 +61,17 @@ class GapEvent:
         return {"event": "gap", "expected": self.expected, "seq": self.seq}
 
 
-Event = MessageEvent | GapEvent
+@dataclass(frozen=True)
+class ItchEvent:
+    cycle: int
+    seq: int
+    record: dict
+
+    def as_json(self) -> dict:
+        return {"event": "itch", "seq": self.seq, **self.record}
+
+
+Event = MessageEvent | GapEvent | ItchEvent
 
 
 def encode_event(event: Event) -> tuple[bytes, bool]:
@@ -68,6 +81,10 @@ def encode_event(event: Event) -> tuple[bytes, bool]:
         return word.to_bytes(8, "little") + first.to_bytes(8, "little")
     if isinstance(event, MessageEvent):
         return header(EventKind.MESSAGE, event.seq) + event.data, event.aborted
+    if isinstance(event, ItchEvent):
+        from protocols.itch import DECODED_BITS, pack_record
+        return header(EventKind.ITCH, event.seq) + pack_record(event.record).to_bytes(
+            (DECODED_BITS + 7) // 8, "little"), False
     return header(EventKind.GAP, event.expected) + event.seq.to_bytes(8, "little"), False
 
 
@@ -84,6 +101,12 @@ def decode_event(packet: bytes, aborted: bool = False) -> Event:
         raise EventError(f"unknown event kind {word & 0xFF} at offset 0") from None
     if kind is EventKind.MESSAGE:
         return MessageEvent(cycle, first, packet[HEADER_LEN:], aborted)
+    if kind is EventKind.ITCH:
+        from protocols.itch import DECODED_BITS, unpack_record
+        size = (DECODED_BITS + 7) // 8
+        if len(packet) != HEADER_LEN + size:
+            raise EventError(f"ITCH event of {len(packet)} bytes, expected {HEADER_LEN + size} (offset 16)")
+        return ItchEvent(cycle, first, unpack_record(int.from_bytes(packet[HEADER_LEN:], "little")))
     if len(packet) != HEADER_LEN + 8:
         raise EventError(f"GAP event of {len(packet)} bytes, expected {HEADER_LEN + 8} (offset 16)")
     return GapEvent(cycle, first, int.from_bytes(packet[16:24], "little"))
