@@ -87,11 +87,78 @@ REAL_SYMBOLS = (
 MPIDS = ("GSCO", "MSCO", "NITE", "UBSS", "CDRG", "SUSQ", "VIRT", "JPMS", "CITD", "HRTF")
 """Market participants that attribute their ``F`` adds."""
 _FLOW_CODES = "AFDXECUP"
+_A = ord("A")
+_C = ord("C")
+_D = ord("D")
+_E = ord("E")
+_F = ord("F")
+_H = ord("H")
+_N = ord("N")
+_P = ord("P")
+_T = ord("T")
+_U = ord("U")
+_X = ord("X")
+_Y = ord("Y")
+"""Type letters and flags as ints: numba folds globals into constants."""
 
 
 # --------------------------------------------------------------------------- #
 # the order-flow simulation (numba)
 # --------------------------------------------------------------------------- #
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next(rng):
+    """splitmix64: the next 64 random bits (``rng`` is a one-element uint64 state)."""
+    rng[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = rng[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _uniform(rng):
+    """A float in [0, 1)."""
+    return np.float64(_next(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _randint(rng, lo, hi):
+    """An int in [lo, hi)."""
+    return lo + np.int64(_next(rng) % np.uint64(hi - lo))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exponential(rng, mean):
+    return -mean * np.log(1.0 - _uniform(rng))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _geometric(rng, log_1mp):
+    """Trials to the first success (>= 1) with success chance p, given log(1 - p)."""
+    return np.int64(np.ceil(np.log(1.0 - _uniform(rng)) / log_1mp)) if log_1mp < 0 else np.int64(1)
+
+
+GUIDE_SIZE = 4096
+
+
+def _guide(cdf: np.ndarray) -> np.ndarray:
+    """Guide table for :func:`_pick`: entry ``b`` is the first index whose cumulative
+    weight exceeds ``b / GUIDE_SIZE``."""
+    return np.minimum(np.searchsorted(cdf, np.arange(GUIDE_SIZE) / GUIDE_SIZE, side="right"),
+                      len(cdf) - 1).astype(np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pick(cdf, guide, u):
+    """First index whose cumulative weight exceeds ``u`` (clamped to the last): start
+    from the guide table and walk forward, O(1) expected."""
+    i = guide[np.int64(u * GUIDE_SIZE)]
+    last = len(cdf) - 1
+    while i < last and cdf[i] <= u:
+        i += 1
+    return i
 
 
 @njit(cache=True, nogil=True)
@@ -135,9 +202,9 @@ def _remove_slot(inst, j, nlive, s_ref, s_side, s_price, s_shares):
 
 
 @njit(cache=True, nogil=True)
-def _quote_price(side, fair, best, inst):
+def _quote_price(rng, side, fair, best, inst):
     """A price near the touch that does not cross the opposite best (in ticks)."""
-    d = np.int64(np.random.exponential(2.0))
+    d = np.int64(_exponential(rng, 2.0))
     if side == 0:
         p = fair - d
         if best[1, inst] < (np.int64(1) << 40):
@@ -150,21 +217,23 @@ def _quote_price(side, fair, best, inst):
 
 
 @njit(cache=True, nogil=True)
-def _lot():
-    if np.random.random() < 0.1:
-        return np.int64(np.random.randint(1, 100))
-    return np.int64(100) * min(np.int64(np.random.geometric(0.4)), np.int64(1000))
+def _lot(rng):
+    """Shares: a tenth odd lots, else round lots with a geometric count of 100s."""
+    u = _uniform(rng)
+    if u < 0.1:
+        return np.int64(1) + np.int64(u * 990.0)
+    return np.int64(100) * min(_geometric(rng, -0.5108256237659907), np.int64(1000))   # p = 0.4
 
 
 @njit(cache=True, nogil=True)
-def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, cap, n_mpids,
+def _simulate(n, seed, inst_cdf, inst_guide, fair0, codes, mix_cdf, mix_guide, halt_rate, mean_halt, cap, n_mpids,
               kind, locate, ref, new_ref, side, shares, price, match, mpid, flag):
     """Fill the per-message columns of ``n`` order-flow messages (prices in ticks).
 
     ``codes`` are the type letters ``mix_cdf`` chooses from; ``kind`` gets the type letter, ``flag`` the printable flag of ``C`` and the
     trading state of ``H``; ``side`` is 0 (buy) or 1 (sell); ``locate`` is 1-based.
     """
-    np.random.seed(seed)
+    rng = np.full(1, np.uint64(seed), np.uint64)
     k = len(fair0)
     fair = fair0.copy()
     nlive = np.zeros(k, np.int64)
@@ -193,7 +262,7 @@ def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, ca
         flag[i] = 32
         if i >= next_resume:
             inst = resume_inst
-            kind[i], locate[i], flag[i] = ord("H"), inst + 1, ord("T")
+            kind[i], locate[i], flag[i] = _H, inst + 1, _T
             halted[inst] = False
             resume_at[inst] = never
             next_resume, resume_inst = never, -1
@@ -201,50 +270,50 @@ def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, ca
                 if resume_at[q] < next_resume:
                     next_resume, resume_inst = resume_at[q], q
             continue
-        inst = min(np.searchsorted(inst_cdf, np.random.random(), side="right"), k - 1)
-        if np.random.random() < halt_rate and not halted[inst]:
-            kind[i], locate[i], flag[i] = ord("H"), inst + 1, ord("H")
+        inst = _pick(inst_cdf, inst_guide, _uniform(rng))
+        if _uniform(rng) < halt_rate and not halted[inst]:
+            kind[i], locate[i], flag[i] = _H, inst + 1, _H
             halted[inst] = True
-            resume_at[inst] = i + 1 + np.int64(np.random.geometric(1.0 / mean_halt))
+            resume_at[inst] = i + 1 + np.int64(_geometric(rng, np.log(1.0 - 1.0 / mean_halt)))
             if resume_at[inst] < next_resume:
                 next_resume, resume_inst = resume_at[inst], inst
             continue
-        r = np.random.random()
+        r = _uniform(rng)
         if r < 0.15:
             fair[inst] += 1
         elif r < 0.30 and fair[inst] > 2:
             fair[inst] -= 1
-        c = codes[min(np.searchsorted(mix_cdf, np.random.random(), side="right"), len(codes) - 1)]
+        c = codes[_pick(mix_cdf, mix_guide, _uniform(rng))]
         live = nlive[inst]
-        if live == 0 and c != ord("A") and c != ord("F") and c != ord("P"):
-            c = ord("A")
-        if halted[inst] and (c == ord("E") or c == ord("C") or c == ord("P")):
-            c = ord("D") if live > 0 else ord("A")
-        if live >= cap and (c == ord("A") or c == ord("F")):
-            c = ord("D")
+        if live == 0 and c != _A and c != _F and c != _P:
+            c = _A
+        if halted[inst] and (c == _E or c == _C or c == _P):
+            c = _D if live > 0 else _A
+        if live >= cap and (c == _A or c == _F):
+            c = _D
         kind[i], locate[i] = c, inst + 1
-        if c == ord("A") or c == ord("F"):
-            sd = np.int64(np.random.randint(0, 2))
-            p = _quote_price(sd, fair[inst], best, inst)
-            q = _lot()
+        if c == _A or c == _F:
+            sd = np.int64(_randint(rng, 0, 2))
+            p = _quote_price(rng, sd, fair[inst], best, inst)
+            q = _lot(rng)
             j = live
             s_ref[inst, j], s_side[inst, j], s_price[inst, j], s_shares[inst, j] = next_ref, sd, p, q
             nlive[inst] = live + 1
             _level_add(inst, sd, p, best, nbest)
             ref[i], side[i], shares[i], price[i] = next_ref, sd, q, p
-            if c == ord("F"):
-                mpid[i] = np.random.randint(0, n_mpids)
-            next_ref += np.uint64(1 + (np.random.randint(1, 5) if np.random.random() < 0.3 else 0))
-        elif c == ord("D"):
-            j = np.random.randint(0, live)
+            if c == _F:
+                mpid[i] = _randint(rng, 0, n_mpids)
+            next_ref += np.uint64(1 + (_randint(rng, 1, 5) if _uniform(rng) < 0.3 else 0))
+        elif c == _D:
+            j = _randint(rng, 0, live)
             sd, p = s_side[inst, j], s_price[inst, j]
             ref[i] = s_ref[inst, j]
             _remove_slot(inst, j, nlive, s_ref, s_side, s_price, s_shares)
             _level_remove(inst, sd, p, nlive, s_side, s_price, best, nbest)
-        elif c == ord("X"):
-            j = np.random.randint(0, live)
+        elif c == _X:
+            j = _randint(rng, 0, live)
             q = s_shares[inst, j]
-            x = q if (q == 1 or np.random.random() < 0.2) else np.int64(np.random.randint(1, q))
+            x = q if (q == 1 or _uniform(rng) < 0.2) else np.int64(_randint(rng, 1, q))
             ref[i], shares[i] = s_ref[inst, j], x
             if x == q:
                 sd, p = s_side[inst, j], s_price[inst, j]
@@ -252,8 +321,8 @@ def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, ca
                 _level_remove(inst, sd, p, nlive, s_side, s_price, best, nbest)
             else:
                 s_shares[inst, j] = q - x
-        elif c == ord("E") or c == ord("C"):
-            sd = np.int64(np.random.randint(0, 2))
+        elif c == _E or c == _C:
+            sd = np.int64(_randint(rng, 0, 2))
             if nbest[sd, inst] == 0:
                 sd = 1 - sd
             p = best[sd, inst]
@@ -261,23 +330,23 @@ def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, ca
             while s_side[inst, j] != sd or s_price[inst, j] != p:
                 j += 1
             q = s_shares[inst, j]
-            x = q if (q == 1 or np.random.random() < 0.5) else np.int64(np.random.randint(1, q))
+            x = q if (q == 1 or _uniform(rng) < 0.5) else np.int64(_randint(rng, 1, q))
             ref[i], shares[i], match[i] = s_ref[inst, j], x, next_match
             next_match += np.uint64(1)
-            if c == ord("C"):
-                flag[i] = ord("Y") if np.random.random() < 0.9 else ord("N")
-                improve = np.int64(np.random.randint(0, 2))
+            if c == _C:
+                flag[i] = _Y if _uniform(rng) < 0.9 else _N
+                improve = np.int64(_randint(rng, 0, 2))
                 price[i] = max(p - improve if sd == 0 else p + improve, np.int64(1))
             if x == q:
                 _remove_slot(inst, j, nlive, s_ref, s_side, s_price, s_shares)
                 _level_remove(inst, sd, p, nlive, s_side, s_price, best, nbest)
             else:
                 s_shares[inst, j] = q - x
-        elif c == ord("U"):
-            j = np.random.randint(0, live)
+        elif c == _U:
+            j = _randint(rng, 0, live)
             sd, p_old = s_side[inst, j], s_price[inst, j]
-            p = _quote_price(np.int64(sd), fair[inst], best, inst)
-            q = _lot()
+            p = _quote_price(rng, np.int64(sd), fair[inst], best, inst)
+            q = _lot(rng)
             ref[i], new_ref[i], shares[i], price[i], side[i] = s_ref[inst, j], next_ref, q, p, sd
             _remove_slot(inst, j, nlive, s_ref, s_side, s_price, s_shares)
             _level_remove(inst, sd, p_old, nlive, s_side, s_price, best, nbest)
@@ -285,14 +354,14 @@ def _simulate(n, seed, inst_cdf, fair0, codes, mix_cdf, halt_rate, mean_halt, ca
             s_ref[inst, j], s_side[inst, j], s_price[inst, j], s_shares[inst, j] = next_ref, sd, p, q
             nlive[inst] = j + 1
             _level_add(inst, sd, p, best, nbest)
-            next_ref += np.uint64(1 + (np.random.randint(1, 5) if np.random.random() < 0.3 else 0))
+            next_ref += np.uint64(1 + (_randint(rng, 1, 5) if _uniform(rng) < 0.3 else 0))
         else:  # P: a hidden order trades inside the spread
             lo, hi = best[0, inst], best[1, inst]
             if lo < 0 or hi >= (np.int64(1) << 40):
                 p = fair[inst]
             else:
-                p = np.int64(np.random.randint(lo, hi + 1))
-            side[i], shares[i], price[i], match[i] = np.random.randint(0, 2), _lot(), max(p, 1), next_match
+                p = np.int64(_randint(rng, lo, hi + 1))
+            side[i], shares[i], price[i], match[i] = _randint(rng, 0, 2), _lot(rng), max(p, 1), next_match
             next_match += np.uint64(1)
     return nlive.sum()
 
@@ -427,8 +496,8 @@ def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[st
         ("kind", np.uint8), ("locate", np.int64), ("ref", np.uint64), ("new_ref", np.uint64),
         ("side", np.int64), ("shares", np.int64), ("price", np.int64), ("match", np.uint64),
         ("mpid", np.int64), ("flag", np.uint8))}
-    _simulate(n_flow, int(rng.integers(0, 2**31 - 1)), inst_cdf, fair0,
-              np.frombuffer(_FLOW_CODES.encode(), np.uint8), mix_cdf, float(halt_rate),
+    _simulate(n_flow, int(rng.integers(0, 2**63)), inst_cdf, _guide(inst_cdf), fair0,
+              np.frombuffer(_FLOW_CODES.encode(), np.uint8), mix_cdf, _guide(mix_cdf), float(halt_rate),
               float(mean_halt_messages), int(book_capacity), len(MPIDS), cols["kind"], cols["locate"],
               cols["ref"], cols["new_ref"], cols["side"], cols["shares"], cols["price"], cols["match"],
               cols["mpid"], cols["flag"])

@@ -410,6 +410,7 @@ def load_library(path: Path | str) -> ctypes.CDLL:
         "nic_query": ([vp, i], i64),
         "nic_trace": ([vp, ctypes.c_char_p], i),
         "nic_trace_close": ([vp], i),
+        "nic_stress": ([vp, u64, ctypes.c_double, ctypes.c_double], i),
         "nic_strerror": ([i], ctypes.c_char_p),
         "nic_index_records": ([u8p, u64, u64p, u64p, ctypes.POINTER(ctypes.c_uint8), u64], i64),
     }
@@ -514,6 +515,14 @@ class SimNic:
     def framing_errors(self) -> int:
         """Output packets whose beats broke the framing rules (flag bit 1 of a record)."""
         return self._query(Q_FRAMING_ERRORS)
+
+    def stress(self, seed: int, gap: float = 0.0, stall: float = 0.0) -> None:
+        """Withhold rx beats (probability ``gap``) and output ready (``stall``) at random, from ``seed``.
+
+        ``seed=0`` turns it off. For differential tests: the design must produce the same
+        results under any valid/ready pattern.
+        """
+        self._check(self._lib.nic_stress(self._handle(), seed, gap, stall), "stress")
 
     def trace(self, path: Path | str | None) -> None:
         """Write an FST waveform of every following cycle to ``path`` (``None`` closes the trace)."""

@@ -376,8 +376,17 @@ struct Nic {
     uint64_t total = 0;               // cumulative clock edges
     uint64_t core = 0;                // the core's cycle counter (since the end of the last reset)
     uint64_t quiet = IDLE_CYCLES;     // cycles since a beat last moved on any stream
+    // Stress (nic_stress): a seeded xorshift64 withholds rx beats and events/tx ready at random.
+    uint64_t rng = 0;                 // 0: stress off
+    uint32_t gap_below = 0, stall_below = 0;
 
     Nic() : ingress(INGRESS_CAP) {}
+
+    inline bool roll(uint32_t below) {
+        if (!rng || !below) return false;
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        return static_cast<uint32_t>(rng >> 32) < below;
+    }
 
     bool tracing() const {
 #if VM_TRACE_FST
@@ -431,14 +440,14 @@ struct Nic {
     // The bus inputs keep whatever the caller set on them.
     inline void step() {
         Vnic* t = top;
-        const bool rx_write = !rx.empty() && t->rx_count < NIC_FIFO_DEPTH && !ingress_full();
+        const bool rx_write = !rx.empty() && t->rx_count < NIC_FIFO_DEPTH && !ingress_full() && !roll(gap_below);
         const bool host_write = !host.empty() && t->host_count < NIC_FIFO_DEPTH;
         t->rx_w_en = rx_write;
         if (rx_write) for (unsigned i = 0; i < WORDS; i++) t->rx_w_data[i] = rx.beat[i];
         t->host_w_en = host_write;
         if (host_write) for (unsigned i = 0; i < WORDS; i++) t->host_w_data[i] = host.beat[i];
-        t->events_ready_in = events.can_accept();
-        t->tx_ready_in = tx.can_accept();
+        t->events_ready_in = events.can_accept() && !roll(stall_below);
+        t->tx_ready_in = tx.can_accept() && !roll(stall_below);
         tick();
         if (rx_write) rx.advance();
         if (host_write) host.advance();
@@ -747,6 +756,18 @@ int nic_trace_close(void* h) {
     as_nic(h)->close_trace();
     return NIC_OK;
     NIC_GUARD_END
+}
+
+// Random valid gaps on rx and ready stalls on events/tx, from a seed; gap and stall are
+// probabilities in [0, 1). seed 0 turns stress off. The shell's FIFO in front of rx turns write
+// gaps into valid gaps at the core once it runs dry.
+int nic_stress(void* h, uint64_t seed, double gap, double stall) {
+    if (!h || gap < 0 || gap >= 1 || stall < 0 || stall >= 1) return NIC_E_ARG;
+    Nic* n = as_nic(h);
+    n->rng = seed ? seed : 0;
+    n->gap_below = static_cast<uint32_t>(gap * 4294967296.0);
+    n->stall_below = static_cast<uint32_t>(stall * 4294967296.0);
+    return NIC_OK;
 }
 
 }  // extern "C"
