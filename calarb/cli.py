@@ -144,8 +144,10 @@ def frame_latencies(frames: list[bytes], ingress: list[int], events, cfg) -> lis
 @click.option("--ip", "ip_dst", default=None, help="Accept only this IPv4 destination.")
 @click.option("--port", type=int, default=None, help="Accept only this UDP destination port.")
 @click.option("--batch", default=4096, show_default=True, help="Frames per batch.")
+@click.option("--decoded", is_flag=True, help="Print the ITCH decoder's records (ITCH events) instead of the "
+              "raw MoldUDP64 messages.")
 def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, port: int | None,
-           batch: int) -> None:
+           batch: int, decoded: bool) -> None:
     """Push a pcap or NASDAQ binary file through a NIC and print its events as JSON lines.
 
     The summary (frames, messages, counters, cycles, wall time, latency) goes to
@@ -166,7 +168,7 @@ def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, p
     kinds = Counter()
     try:
         with nic:
-            nic.write("events.control", 1)
+            nic.write("events.control", 2 if decoded else 1)
             filt = 0
             if ip_dst is not None:
                 nic.write("eth.ip_dst", ip_to_int(ip_dst))
@@ -186,7 +188,7 @@ def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, p
                         if gateware:
                             events_seen.append(ev)
                     bar.update(len(chunk))
-            counters = {k: v for k, v in nic.counters("eth", "mold", "events").items() if v}
+            counters = {k: v for k, v in nic.counters("eth", "mold", "itch", "events").items() if v}
             summary = {"path": "gateware" if gateware else "software", "frames": len(frames),
                        "events": dict(kinds), "counters": counters,
                        "wall_seconds": round(time.perf_counter() - t0, 3)}

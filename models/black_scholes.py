@@ -191,7 +191,7 @@ def _b_asymptotic(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     order, term = 0, 1.0
     while order < len(_ASYMPTOTIC_ROWS) - 1 and term > 1e-18:
         order += 1
-        term *= (2 * order - 1) * q_max * (1.0 + float(e.max()) if e.size else 1.0) ** 2
+        term *= (2 * order - 1) * q_max * (1.0 + math.sqrt(float(e.max()))) ** 2
     for row in reversed(_ASYMPTOTIC_ROWS[: order + 1]):
         poly = np.full_like(h, row[-1])
         for c in reversed(row[:-1]):

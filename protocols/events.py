@@ -68,7 +68,18 @@ class ItchEvent:
     record: dict
 
     def as_json(self) -> dict:
-        return {"event": "itch", "seq": self.seq, **self.record}
+        """The fields the message type carries, by name; ``side`` and ``stock`` as text."""
+        from protocols.itch import DECODED_FIELDS
+
+        out = {"event": "itch", "seq": self.seq, "type": chr(self.record["type"])}
+        for i, name in enumerate(DECODED_FIELDS):
+            if self.record["carries"] >> i & 1:
+                value = self.record[name]
+                if name in ("side", "stock"):
+                    width = 1 if name == "side" else 8
+                    value = value.to_bytes(width, "big").decode("ascii", "replace").rstrip()
+                out[name] = value
+        return out
 
 
 Event = MessageEvent | GapEvent | ItchEvent

@@ -59,7 +59,13 @@ def run(messages, writes=(), seed=1, stall=0.3):
     sim.add_clock(1e-8)
     out, regs = [], {}
     rng = random.Random(seed)
-    n_expected = [None]
+    timing = {"waits": 0, "last_in": [], "out": []}
+    cycle = [0]
+
+    async def clock(ctx):
+        while True:
+            await ctx.tick()
+            cycle[0] += 1
 
     async def bus(ctx, name, value=None):
         ctx.set(dut.bus.addr, MAP[name].address)
@@ -84,7 +90,13 @@ def run(messages, writes=(), seed=1, stall=0.3):
                     await ctx.tick()
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.payload, b)
-                await ctx.tick().until(dut.i.ready)
+                while True:
+                    *_, ready = await ctx.tick().sample(dut.i.ready)
+                    if ready:
+                        break
+                    timing["waits"] += 1
+                if b["last"]:
+                    timing["last_in"].append(cycle[0])
                 ctx.set(dut.i.valid, 0)
         for _ in range(20):
             await ctx.tick()
@@ -99,13 +111,16 @@ def run(messages, writes=(), seed=1, stall=0.3):
             *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             if valid and ready:
                 out.append(const_to_dict(payload))
+                timing["out"].append(cycle[0])
                 idle = 0
             else:
                 idle += 1
 
+    sim.add_testbench(clock, background=True)
     sim.add_testbench(source)
     sim.add_testbench(sink)
     sim.run()
+    run.timing = timing
     return out, regs
 
 
@@ -172,3 +187,8 @@ def test_one_message_per_cycle_for_back_to_back_two_beat_messages():
     msgs = [(k, random_message(rng, "SD"[k % 2]), False) for k in range(100)]
     out, regs = run(msgs, stall=0.0)
     assert out == [expected(seq, data) for seq, data, _ in msgs]
+    timing = run.timing
+    assert timing["waits"] == 0
+    latency = {o - i for i, o in zip(timing["last_in"], timing["out"])}
+    print(f"\nITCH decoder latency, last beat in -> record out: {sorted(latency)} cycles")
+    assert latency == {1}
