@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import struct
 import sys
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ import click
 from host.rxpath import EthRxConfig
 from protocols.moldudp64 import MoldError, iter_messages_lenient
 from protocols.net import NetError, ip_to_int, parse_udp_frame
-from protocols.pcap import PcapError, read_pcap
+from protocols.pcap import MAGIC_NS, MAGIC_US, PcapError, read_pcap
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,44 +27,134 @@ def main() -> None:
     """calarb: calibration arbitrage on FPGA gateware and a Python host."""
 
 
+PCAP_MAGICS = frozenset(struct.pack(e + "I", m) for e in "<>" for m in (MAGIC_US, MAGIC_NS))
+"""The first four bytes of a pcap file (either byte order, micro- or nanosecond)."""
+DETECT_ITCH = 16
+"""How many of a pcap's first messages must decode as ITCH for it to be printed as ITCH."""
+
+
+def _pcap_messages(file: Path, port: int | None, stats: Counter):
+    """``(session, seq, message)`` for every MoldUDP64 message in a pcap; what is
+    skipped is counted in ``stats``."""
+    for rec in read_pcap(file):
+        stats["frames"] += 1
+        try:
+            dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
+        except NetError as e:
+            stats[f"skipped_{e.reason}"] += 1
+            continue
+        if port is not None and dgram.dst_port != port:
+            stats["skipped_port"] += 1
+            continue
+        try:
+            packet = iter_messages_lenient(dgram.payload)
+        except MoldError as e:
+            stats[f"skipped_mold_{e.reason}"] += 1
+            continue
+        session = packet.session.decode("ascii", "replace")
+        for index, message in packet:
+            yield session, packet.seq + index, message
+        if packet.error:
+            stats[f"mold_{packet.error}"] += 1
+
+
+def _itch_file_messages(data: bytes):
+    """``(None, seq, message_or_error)`` for the messages of a NASDAQ binary file,
+    ``seq`` counting from 1; a cut-short tail yields an :class:`ItchError` with its offset."""
+    from protocols.itch import ItchError
+
+    pos, seq = 0, 1
+    while pos < len(data):
+        if pos + 2 > len(data):
+            yield None, seq, ItchError("truncated", pos, None, "a length prefix needs 2 bytes"), data[pos:]
+            return
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        if pos + 2 + length > len(data):
+            code = chr(data[pos + 2]) if pos + 2 < len(data) else None
+            yield None, seq, ItchError("truncated", pos, code,
+                                       f"length prefix says {length} bytes, {len(data) - pos - 2} left"), data[pos + 2:]
+            return
+        yield None, seq, None, data[pos + 2:pos + 2 + length]
+        pos += 2 + length
+        seq += 1
+
+
+def _looks_like_itch_file(head: bytes) -> bool:
+    """A NASDAQ binary file starts with a length prefix that matches its first message's type."""
+    from protocols.itch import MESSAGES
+
+    mt = MESSAGES.get(chr(head[2])) if len(head) >= 3 else None
+    return mt is not None and int.from_bytes(head[:2], "big") == mt.length
+
+
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--port", type=int, default=None, help="Only UDP datagrams to this destination port.")
-def decode(file: Path, port: int | None) -> None:
-    """Print every MoldUDP64 message in a pcap as a JSON line (session, sequence number, hex).
+@click.option("--raw", is_flag=True, help="Print messages as hex instead of decoding them as ITCH.")
+def decode(file: Path, port: int | None, raw: bool) -> None:
+    """Print the messages of a pcap (MoldUDP64) or NASDAQ binary ITCH file as JSON lines.
 
-    Frames that are not UDP, and datagrams that are not MoldUDP64, are skipped and
-    counted; a summary goes to standard error.
+    ITCH messages print their fields by name (plus session and sequence number); a
+    message that does not decode prints as {"error", "seq", "hex"} and is counted.
+    A pcap whose first messages are not ITCH, or --raw, prints session, sequence
+    number and hex. The file kind is told by the pcap magic number. Frames that are
+    not UDP, and datagrams that are not MoldUDP64, are skipped and counted; a
+    summary goes to standard error.
     """
+    import itertools
+
+    from protocols import itch
+
     stats = Counter()
     out = sys.stdout
+    with open(file, "rb") as f:
+        head = f.read(4)
     try:
-        for rec in read_pcap(file):
-            stats["frames"] += 1
-            try:
-                dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
-            except NetError as e:
-                stats[f"skipped_{e.reason}"] += 1
-                continue
-            if port is not None and dgram.dst_port != port:
-                stats["skipped_port"] += 1
-                continue
-            try:
-                packet = iter_messages_lenient(dgram.payload)
-            except MoldError as e:
-                stats[f"skipped_mold_{e.reason}"] += 1
-                continue
-            session = packet.session.decode("ascii", "replace")
-            for index, message in packet:
-                out.write(json.dumps({"session": session, "seq": packet.seq + index, "hex": message.hex()}) + "\n")
+        if head in PCAP_MAGICS or not _looks_like_itch_file(head):
+            if head not in PCAP_MAGICS:
+                read_pcap(file)               # raises the pcap reader's bad_magic / truncated_header
+            messages = ((s, q, None, m) for s, q, m in _pcap_messages(file, port, stats))
+            first = list(itertools.islice(messages, DETECT_ITCH))
+            as_itch = not raw and all(_decodes(m) for _, _, _, m in first)
+            messages = itertools.chain(first, messages)
+            kind = "pcap"
+        else:
+            messages = _itch_file_messages(file.read_bytes())
+            as_itch = not raw
+            kind = "itch"
+        for session, seq, error, message in messages:
+            base = {"session": session, "seq": seq} if session is not None else {"seq": seq}
+            if error is None and not as_itch:
+                line = dict(base, hex=message.hex())
                 stats["messages"] += 1
-            if packet.error:
-                stats[f"mold_{packet.error}"] += 1
+            else:
+                try:
+                    if error is not None:
+                        raise error
+                    line = dict(base, **itch.as_json(itch.decode(message)))
+                    stats["messages"] += 1
+                except itch.ItchError as e:
+                    line = {"error": str(e), **base, "hex": message.hex()}
+                    stats["itch_errors"] += 1
+                    stats[f"itch_{e.reason}"] += 1
+            out.write(json.dumps(line) + "\n")
     except PcapError as e:
+        if head not in PCAP_MAGICS and e.reason == "bad_magic":
+            raise click.ClickException(f"{file}: neither a pcap ({e}) nor a NASDAQ binary ITCH file") from None
         raise click.ClickException(f"{file}: {e}") from None
     except BrokenPipeError:
         return
-    click.echo(json.dumps({"summary": dict(stats)}), err=True)
+    click.echo(json.dumps({"summary": dict(stats, file=kind, decoded="itch" if as_itch else "hex")}), err=True)
+
+
+def _decodes(message: bytes) -> bool:
+    from protocols import itch
+
+    try:
+        itch.decode(message)
+    except itch.ItchError:
+        return False
+    return True
 
 
 @main.group()
@@ -73,22 +164,56 @@ def feed() -> None:
 
 @feed.command("generate")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--frames", default=1000, show_default=True, help="MoldUDP64 packets to generate.")
+@click.option("--format", "fmt", type=click.Choice(["pcap", "itch", "mold"]), default=None,
+              help="pcap: a realistic ITCH day in MoldUDP64 frames (the default); itch: the same as a NASDAQ "
+                   "binary file; mold: random MoldUDP64 messages (the default when --frames, --fault-rate or "
+                   "--max-messages is given).")
+@click.option("--messages", type=int, default=None, help="ITCH messages in the day (pcap, itch).  [default: 100000]")
+@click.option("--instruments", type=int, default=None, help="Stocks in the day (pcap, itch).  [default: 20]")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--fault-rate", default=0.0, show_default=True, help="Share of frames made malformed on purpose.")
-@click.option("--max-messages", default=12, show_default=True, help="Most messages per packet.")
-def feed_generate(out: Path, frames: int, seed: int, fault_rate: float, max_messages: int) -> None:
-    """Write a pcap of MoldUDP64 packets with random messages (and injected faults if asked)."""
-    from protocols.pcap import write_pcap
-    from sim import moldfeed
-
-    if not 0 <= fault_rate <= 1:
-        raise click.BadParameter("must be between 0 and 1", param_hint="--fault-rate")
-    generated = moldfeed.generate(frames, seed=seed, fault_rate=fault_rate, max_messages=max_messages)
+@click.option("--frames", type=int, default=None, help="MoldUDP64 packets to generate (mold).  [default: 1000]")
+@click.option("--fault-rate", type=float, default=None,
+              help="Share of frames made malformed on purpose (mold).  [default: 0.0]")
+@click.option("--max-messages", type=int, default=None, help="Most messages per packet (mold).  [default: 12]")
+def feed_generate(out: Path, fmt: str | None, messages: int | None, instruments: int | None, seed: int,
+                  frames: int | None, fault_rate: float | None, max_messages: int | None) -> None:
+    """Write a market data feed: a realistic ITCH 5.0 day (as a pcap of MoldUDP64 frames or a NASDAQ
+    binary file), or a pcap of MoldUDP64 packets with random messages (and injected faults if asked)."""
+    mold_options = {"--frames": frames, "--fault-rate": fault_rate, "--max-messages": max_messages}
+    itch_options = {"--messages": messages, "--instruments": instruments}
+    if fmt is None:
+        fmt = "mold" if any(v is not None for v in mold_options.values()) else "pcap"
+    stray = [name for name, v in (itch_options if fmt == "mold" else mold_options).items() if v is not None]
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)} does not apply to --format {fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_pcap(out, ((i * 1000, f) for i, f in enumerate(generated.frames)))
-    click.echo(json.dumps({"out": str(out), "frames": len(generated.frames), "messages": len(generated.messages),
-                           "faults": dict(generated.faults)}))
+    if fmt == "mold":
+        from protocols.pcap import write_pcap
+        from sim import moldfeed
+
+        fault_rate = 0.0 if fault_rate is None else fault_rate
+        if not 0 <= fault_rate <= 1:
+            raise click.BadParameter("must be between 0 and 1", param_hint="--fault-rate")
+        generated = moldfeed.generate(1000 if frames is None else frames, seed=seed, fault_rate=fault_rate,
+                                      max_messages=12 if max_messages is None else max_messages)
+        write_pcap(out, ((i * 1000, f) for i, f in enumerate(generated.frames)))
+        click.echo(json.dumps({"out": str(out), "format": fmt, "frames": len(generated.frames),
+                               "messages": len(generated.messages), "faults": dict(generated.faults)}))
+        return
+    from sim import itchfeed
+
+    messages = 100_000 if messages is None else messages
+    instruments = 20 if instruments is None else instruments
+    try:
+        day = itchfeed.generate_feed(messages, instruments, seed)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    summary = {"out": str(out), "format": fmt, "messages": len(day), "instruments": instruments, "seed": seed}
+    if fmt == "itch":
+        summary["bytes"] = itchfeed.write_itch_file(out, day)
+    else:
+        summary["frames"] = itchfeed.write_itch_pcap(out, day)
+    click.echo(json.dumps(summary))
 
 
 def open_nic(gateware: bool, trace: Path | None = None):

@@ -116,6 +116,11 @@ def _asymptotic_coefficients(order: int = 20) -> tuple[tuple[float, ...], ...]:
 
 
 _ASYMPTOTIC_ROWS = _asymptotic_coefficients()
+_ASYMPTOTIC_MATRIX = np.zeros((len(_ASYMPTOTIC_ROWS), len(_ASYMPTOTIC_ROWS)))
+for _k, _row in enumerate(_ASYMPTOTIC_ROWS):
+    _ASYMPTOTIC_MATRIX[_k, : len(_row)] = _row
+_ASYMPTOTIC_MATRIX.setflags(write=False)
+del _k, _row
 _SMALL_T_ORDER = 13  # odd derivatives of Y up to t^13/13!
 
 
@@ -181,22 +186,25 @@ def _y_of_h(h: np.ndarray) -> np.ndarray:
 
 
 def _b_asymptotic(h: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Region 1 (h < -10, t small against |h|): asymptotic series in 1/h^2."""
+    """Region 1 (h < -10, t small against |h|): asymptotic series in 1/h^2.
+
+    sum_k q^k P_k(e) with the P_k evaluated together as one matrix product
+    (powers of e times the coefficient matrix), then Horner in q. Term k is
+    about (2k-1)!! q^k (1+sqrt(e))^(2k): 20 terms reach 1e-17 at h = -10.
+    """
     e = (t / h) ** 2
     r = (h + t) * (h - t)
     q = (h / r) ** 2
-    total = np.zeros_like(h)
-    # terms shrink like (2k-1)!! q^k; stop once the largest q needs no more
-    q_max = float(q.max()) if q.size else 0.0
-    order, term = 0, 1.0
-    while order < len(_ASYMPTOTIC_ROWS) - 1 and term > 1e-18:
-        order += 1
-        term *= (2 * order - 1) * q_max * (1.0 + math.sqrt(float(e.max()))) ** 2
-    for row in reversed(_ASYMPTOTIC_ROWS[: order + 1]):
-        poly = np.full_like(h, row[-1])
-        for c in reversed(row[:-1]):
-            poly = poly * e + c
-        total = total * q + poly
+    n_terms = _ASYMPTOTIC_MATRIX.shape[0]
+    powers = np.empty((n_terms, h.size))  # row j: e^j
+    powers[0] = 1.0
+    for j in range(1, n_terms):
+        np.multiply(powers[j - 1], e, out=powers[j])
+    polys = _ASYMPTOTIC_MATRIX @ powers  # row k: (-1)^k (2k-1)!! P_k(e)
+    total = polys[-1].copy()
+    for k in range(n_terms - 2, -1, -1):
+        total *= q
+        total += polys[k]
     b = _INV_SQRT_2PI * np.exp(-0.5 * (h * h + t * t)) * (t / r) * 2.0 * total
     return np.maximum(b, 0.0)
 
@@ -654,18 +662,28 @@ def _step_upper(b, bp, beta, b_max, b_halley, b_hh3):
     return newton * _householder_factor(newton, halley, hh3)
 
 
+# After a Householder(3) step of relative size d from the "Let's be rational"
+# guess, the remaining error is about 0.4 d^4 (measured over the whole domain):
+# steps below 1e-4 leave nothing to iterate for.
+_CONVERGED_STEP = 1e-4
+_MAX_BISECTIONS = 60
+
+
 def _normalised_iv_otm(beta, x, max_iterations=2):
     """Total vol s with b(x, s) = beta for x <= 0 and 0 < beta < exp(x/2) (1-D arrays).
 
-    Two Householder(3) iterations from the "Let's be rational" initial guess
-    reach machine precision (Jaeckel 2015, sec. 5); each element stops early
-    once its step is below one ulp.
+    At most ``max_iterations`` Householder(3) steps from the "Let's be
+    rational" initial guess, which reach machine precision (Jaeckel 2015,
+    sec. 5); an element stops early once its step is below 1e-4 relative
+    (error then ~1e-17). Where a step fails (under/overflow, or it leaves the
+    bracket) the element bisects its bracket instead and keeps iterating.
     """
     b_max = np.exp(0.5 * x)
     s, s_left, s_right, obj = _initial_guess(beta, x, b_max)
     s = np.where(np.isfinite(s) & (s > 0), s, 0.5 * (s_left + np.minimum(s_right, 1e3)))
     active = np.arange(beta.size)
-    for iteration in range(max_iterations):
+    householder_steps = np.zeros(beta.size, dtype=np.int8)
+    for iteration in range(max_iterations + _MAX_BISECTIONS):
         if active.size == 0:
             break
         sa, sl, sr, xa, be, ob = s[active], s_left[active], s_right[active], x[active], beta[active], obj[active]
@@ -696,15 +714,25 @@ def _normalised_iv_otm(beta, x, max_iterations=2):
                     bad = (b[i] >= bm) | (bp[i] <= _DBL_MIN)
                 ds[i[bad]] = np.nan
             mid = 0.5 * (sl + sr)
-            ds = np.where(np.isfinite(ds), ds, mid - sa)
+            householder = np.isfinite(ds)
+            ds = np.where(householder, ds, mid - sa)
             ds = np.maximum(-0.5 * sa, ds)
             s_new = sa + ds
             # a step leaving the bracket bisects instead
-            s_new = np.where(((s_new >= sl) & (s_new <= sr)) | ~np.isfinite(mid), s_new, mid)
+            inside = (s_new >= sl) & (s_new <= sr)
+            householder &= inside
+            s_new = np.where(inside | ~np.isfinite(mid), s_new, mid)
         s[active] = s_new
         s_left[active] = sl
         s_right[active] = sr
-        active = active[np.abs(ds) > _EPS * s_new]
+        householder_steps[active] += householder
+        step = np.abs(s_new - sa)
+        more = np.where(
+            householder,
+            (step > _CONVERGED_STEP * s_new) & (householder_steps[active] < max_iterations),
+            step > _EPS * s_new,
+        )
+        active = active[more]
     return s
 
 
@@ -730,6 +758,7 @@ invalid_price     : price is NaN or infinite: NaN
 zero_expiry       : T = 0 and price not at intrinsic: NaN
 """
 _OK, _BELOW, _AT, _ABOVE, _INVALID, _ZERO_T = range(6)
+_BLOCK = 1 << 16
 _REASON_ARRAY = np.array(IV_REASONS)
 
 
@@ -769,9 +798,10 @@ def _iv_classified(otm, tol, beta, x_otm, T):
     code[at] = _AT
     vol[at] = 0.0
     ok = np.flatnonzero(code == _OK)
-    if ok.size:
-        s = _normalised_iv_otm(beta[ok], x_otm[ok])
-        vol[ok] = s / np.sqrt(T[ok])
+    # blocks that stay in cache make the elementwise chains ~1.5x faster
+    for start in range(0, ok.size, _BLOCK):
+        i = ok[start : start + _BLOCK]
+        vol[i] = _normalised_iv_otm(beta[i], x_otm[i]) / np.sqrt(T[i])
     return vol, code
 
 

@@ -15,10 +15,11 @@ How it works, without a Python loop per message:
    types, zero-length messages and length prefixes that disagree with the table
    are counted in :attr:`ItchTable.errors` (with the first few offsets), never
    raised;
-3. per type, the messages are gathered into fixed-length rows by fancy indexing
-   a sliding-window view of the buffer, the rows are viewed through a dtype with
-   the table's field offsets, and the fields are copied into the output (the
-   6-byte timestamp is widened to ``uint64``).
+3. a stable sort by type byte groups each type's messages in feed order; per
+   type they are gathered into fixed-length rows by fancy indexing a
+   sliding-window view of the buffer and block-copied into the structured array,
+   whose fields are views of the wire bytes at the table's offsets (only the
+   6-byte timestamp is widened, into its own ``uint64`` slot).
 
 A truncated final message in a NASDAQ file raises :class:`~protocols.itch.ItchError`
 naming its offset. In a pcap a damaged datagram is counted like the gateware
@@ -55,48 +56,61 @@ _BYTE_WIDTHS = (1, 2, 4, 8)
 # --------------------------------------------------------------------------- #
 
 
-def _column_format(f: itch.Field) -> str:
-    if f.kind == "alpha":
-        return f"S{f.width}"
-    if f.width in _BYTE_WIDTHS and f.kind != "timestamp":
-        return f">u{f.width}"
-    return "<u8"          # the 6-byte timestamp (and any odd width) widened to uint64
+def _is_wide(f: itch.Field) -> bool:
+    """A field that is widened to ``uint64`` (the 6-byte timestamp; any odd width)."""
+    return f.kind != "alpha" and (f.kind == "timestamp" or f.width not in _BYTE_WIDTHS)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where things sit in one row of :func:`dtype`: ``index`` at 0, the widened
+    fields in 8-byte slots after it, then the message's own bytes from ``block``
+    (so every other field is a view of the wire bytes at ``block + offset``)."""
+
+    block: int
+    wide: tuple[tuple[itch.Field, int], ...]
+
+
+@cache
+def _layout(code: str) -> _Layout:
+    wide = [f for f in MESSAGES[code].fields if _is_wide(f)]
+    return _Layout(8 * (1 + len(wide)), tuple((f, 8 * (1 + k)) for k, f in enumerate(wide)))
 
 
 @cache
 def dtype(code: str) -> np.dtype:
-    """The structured dtype of type ``code``: ``index`` (the message's position in
-    the feed, ``uint64``) then every field of the table in order, big-endian
-    unsigned ints, ``S<width>`` for alpha, ``uint64`` for the timestamp.
+    """The structured dtype of type ``code``, generated from the table: ``index``
+    (the message's position in the feed, ``uint64``) then every field in table
+    order, big-endian unsigned ints, ``S<width>`` for alpha, ``uint64`` for the
+    6-byte timestamp.
 
-    ``S`` drops trailing NUL bytes; :meth:`ItchTable.to_messages` restores them.
+    A row holds the message's bytes as they came off the wire, and the fields
+    other than the timestamp are views into them at their table offsets, so
+    decoding a type is one block copy per message plus the timestamp. ``S`` drops
+    trailing NUL bytes; :meth:`ItchTable.to_messages` restores them.
     """
-    mt = MESSAGES[code]
-    return np.dtype([("index", "<u8")] + [(f.name, _column_format(f)) for f in mt.fields])
-
-
-@cache
-def _raw_dtype(code: str) -> np.dtype:
-    """A view of one message's bytes: each byte-aligned field at its table offset."""
-    mt = MESSAGES[code]
-    names, formats, offsets = [], [], []
+    mt, lay = MESSAGES[code], _layout(code)
+    wide = dict(lay.wide)
+    names, formats, offsets = ["index"], ["<u8"], [0]
     for f in mt.fields:
-        if f.kind == "alpha" or (f.width in _BYTE_WIDTHS and f.kind != "timestamp"):
-            names.append(f.name)
-            formats.append(_column_format(f))
-            offsets.append(f.offset)
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": mt.length})
+        names.append(f.name)
+        if f in wide:
+            formats.append("<u8")
+            offsets.append(wide[f])
+        else:
+            formats.append(f"S{f.width}" if f.kind == "alpha" else f">u{f.width}")
+            offsets.append(lay.block + f.offset)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": lay.block + mt.length})
 
 
-def _wide_fields(code: str) -> list[itch.Field]:
-    """Fields that are not a plain big-endian int or alpha (the timestamp)."""
-    return [f for f in MESSAGES[code].fields if f.name not in _raw_dtype(code).names]
-
-
-_LENGTHS = np.zeros(256, np.int64)
+TYPE_LENGTHS = np.zeros(256, np.int64)
+"""Message length by type byte (0 for a byte that is no type), from the table."""
 for _mt in MESSAGES.values():
-    _LENGTHS[ord(_mt.code)] = _mt.length
-_LENGTHS.flags.writeable = False
+    TYPE_LENGTHS[ord(_mt.code)] = _mt.length
+TYPE_LENGTHS.flags.writeable = False
+_LENGTHS = TYPE_LENGTHS
+_WANT = np.where(_LENGTHS > 0, _LENGTHS, -1)
+"""Length of each type byte, -1 for no type (so an empty message never matches)."""
 
 
 # --------------------------------------------------------------------------- #
@@ -104,21 +118,24 @@ _LENGTHS.flags.writeable = False
 # --------------------------------------------------------------------------- #
 
 
+def _widen(raw: np.ndarray) -> np.ndarray:
+    """Big-endian ``(n, width)`` bytes (width <= 8) as native ``uint64``."""
+    n, width = raw.shape
+    tmp = np.zeros((n, 8), np.uint8)
+    tmp[:, 8 - width:] = raw
+    return tmp.view(">u8").reshape(n).astype(np.uint64)
+
+
 def decode_rows(code: str, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Convert ``(n, length)`` uint8 rows of type ``code`` into its structured array."""
-    mt = MESSAGES[code]
+    mt, lay = MESSAGES[code], _layout(code)
     n = len(rows)
-    rows = np.ascontiguousarray(rows, dtype=np.uint8).reshape(n, mt.length)
     out = np.empty(n, dtype(code))
+    view = out.view(np.uint8).reshape(n, out.dtype.itemsize)
+    view[:, lay.block:] = rows
     out["index"] = index
-    raw = rows.view(_raw_dtype(code)).reshape(n)
-    for name in _raw_dtype(code).names:
-        out[name] = raw[name]
-    for f in _wide_fields(code):
-        acc = np.zeros(n, np.uint64)
-        for k in range(f.width):
-            acc = (acc << np.uint64(8)) | rows[:, f.offset + k]
-        out[f.name] = acc
+    for f, _ in lay.wide:
+        out[f.name] = _widen(view[:, lay.block + f.offset:lay.block + f.offset + f.width])
     return out
 
 
@@ -127,30 +144,34 @@ def encode_rows(code: str, columns: Mapping[str, np.ndarray] | np.ndarray, n: in
 
     ``columns`` maps field names to arrays (or scalars), or is a structured array
     of :func:`dtype` (``code``). Missing fields are zero or spaces, as in
-    :func:`protocols.itch.message`; alpha values are space-padded as
-    :func:`protocols.itch.encode` pads them. Integers must fit their width.
+    :func:`protocols.itch.message`. Alpha values are written as NumPy holds them,
+    NUL-padded to the width (the exact inverse of :func:`decode_rows`), so give
+    them space-padded as they go on the wire. Integers must fit their width.
     """
     mt = MESSAGES[code]
-    if isinstance(columns, np.ndarray):
-        n = len(columns) if n is None else n
-        columns = {name: columns[name] for name in columns.dtype.names}
-    if n is None:
-        n = len(next(v for v in columns.values() if np.ndim(v)))
-    rows = np.empty((n, mt.length), np.uint8)
+    fields = mt.fields
+    if isinstance(columns, np.ndarray) and columns.dtype == dtype(code):
+        # The row already holds the wire bytes: copy them, then write the widened fields.
+        n, lay = len(columns), _layout(code)
+        rows = np.array(columns.view(np.uint8).reshape(n, columns.dtype.itemsize)[:, lay.block:])
+        fields = tuple(f for f, _ in lay.wide)
+    else:
+        if isinstance(columns, np.ndarray):
+            n = len(columns) if n is None else n
+        elif n is None:
+            n = len(next(v for v in columns.values() if np.ndim(v)))
+        rows = np.empty((n, mt.length), np.uint8)
+    names = set(columns.dtype.names if isinstance(columns, np.ndarray) else columns)
     rows[:, 0] = ord(code)
-    for f in mt.fields:
+    for f in fields:
         sl = slice(f.offset, f.offset + f.width)
-        if f.name not in columns:
+        if f.name not in names:
             rows[:, sl] = 0x20 if f.kind == "alpha" else 0
             continue
         value = columns[f.name]
         if f.kind == "alpha":
-            a = np.broadcast_to(np.asarray(value, f"S{f.width}"), (n,))
-            b = np.ascontiguousarray(a).view(np.uint8).reshape(n, f.width)
-            # NumPy pads S values with NULs: turn that padding into spaces.
-            nonzero = b != 0
-            used = np.where(nonzero.any(axis=1), f.width - np.argmax(nonzero[:, ::-1], axis=1), 0)
-            rows[:, sl] = np.where(np.arange(f.width) >= used[:, None], 0x20, b)
+            a = np.ascontiguousarray(np.broadcast_to(np.asarray(value, f"S{f.width}"), (n,)))
+            rows[:, sl] = a.view(np.uint8).reshape(n, f.width)
         else:
             v = np.broadcast_to(np.asarray(value), (n,))
             bad = v < 0 if v.dtype.kind in "iO" else np.zeros(n, bool)
@@ -372,27 +393,26 @@ def _note(errors: dict, reason: str, mask: np.ndarray, detail) -> None:
 def _tabulate(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, describe) -> tuple[dict, dict]:
     """Classify the messages at ``offsets`` (length prefixes) and gather each type."""
     errors: dict[str, dict] = {}
-    n = len(offsets)
     body = offsets + 2
-    nonempty = lengths > 0
-    codes = np.zeros(n, np.uint8)
-    codes[nonempty] = buf[body[nonempty]]
-    want = _LENGTHS[codes]
-    _note(errors, "empty", ~nonempty, lambda i: describe(i, None, 0))
-    unknown = nonempty & (want == 0)
-    _note(errors, "unknown_type", unknown, lambda i: describe(i, chr(codes[i]), int(lengths[i])))
-    wrong = nonempty & (want != 0) & (want != lengths)
-    _note(errors, "wrong_length", wrong, lambda i: dict(describe(i, chr(codes[i]), int(lengths[i])),
-                                                        expected=int(want[i])))
-    good = nonempty & (want == lengths)
-    good_idx = np.flatnonzero(good)
-    good_codes = codes[good_idx]
-    order = np.argsort(good_codes, kind="stable")
-    sorted_codes = good_codes[order]
+    codes = buf[np.minimum(body, max(len(buf) - 1, 0))] if len(body) else np.empty(0, np.uint8)
+    good = _WANT[codes] == lengths
+    if not good.all():
+        empty = lengths == 0
+        codes[empty] = 0                      # type byte 0 is no type: empties sort with the bad
+        want = _LENGTHS[codes]
+        good &= ~empty
+        _note(errors, "empty", empty, lambda i: describe(i, None, 0))
+        _note(errors, "unknown_type", ~empty & (want == 0),
+              lambda i: describe(i, chr(codes[i]), int(lengths[i])))
+        _note(errors, "wrong_length", ~empty & (want != 0) & ~good,
+              lambda i: dict(describe(i, chr(codes[i]), int(lengths[i])), expected=int(want[i])))
+        codes = np.where(good, codes, np.uint8(0))
+    # A stable sort by type byte groups each type's messages, in feed order.
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=256))])
     tables = {}
     for code, mt in MESSAGES.items():
-        lo, hi = np.searchsorted(sorted_codes, [ord(code), ord(code) + 1])
-        idx = good_idx[order[lo:hi]]
+        idx = order[bounds[ord(code)]:bounds[ord(code) + 1]]
         tables[code] = decode_rows(code, gather_rows(buf, body[idx], mt.length), idx)
     return tables, errors
 

@@ -49,7 +49,7 @@ from numba import njit
 from protocols import itch
 from protocols import moldudp64 as mold
 from protocols.itch import MESSAGES
-from protocols.itch_reader import gather_rows, encode_rows, put_rows
+from protocols.itch_reader import TYPE_LENGTHS, encode_rows, gather_rows, put_rows
 from protocols.pcap import write_pcap
 from sim.moldfeed import _frame
 
@@ -75,7 +75,7 @@ HALT_RATE = 2e-5
 """Chance per order-flow message that an instrument is halted."""
 MEAN_HALT_MESSAGES = 20_000
 """Mean length of a halt, in order-flow messages."""
-BOOK_CAPACITY = 1024
+BOOK_CAPACITY = 512
 """Most live orders per instrument; an add on a full book becomes a delete."""
 
 REAL_SYMBOLS = (
@@ -230,8 +230,10 @@ def _simulate(n, seed, inst_cdf, inst_guide, fair0, codes, mix_cdf, mix_guide, h
               kind, locate, ref, new_ref, side, shares, price, match, mpid, flag):
     """Fill the per-message columns of ``n`` order-flow messages (prices in ticks).
 
-    ``codes`` are the type letters ``mix_cdf`` chooses from; ``kind`` gets the type letter, ``flag`` the printable flag of ``C`` and the
-    trading state of ``H``; ``side`` is 0 (buy) or 1 (sell); ``locate`` is 1-based.
+    ``codes`` are the type letters ``mix_cdf`` chooses from (``inst_cdf`` chooses
+    the instrument; the guides speed both up). ``kind`` gets the type letter,
+    ``flag`` the printable flag of ``C`` and the trading state of ``H``; ``side``
+    is 0 (buy) or 1 (sell); ``locate`` is 1-based.
     """
     rng = np.full(1, np.uint64(seed), np.uint64)
     k = len(fair0)
@@ -506,7 +508,7 @@ def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[st
     head_raw = [itch.encode(m) for m in head]
     tail_raw = [itch.encode(m) for m in tail]
     lengths = np.concatenate([np.fromiter(map(len, head_raw), np.int64, len(head_raw)),
-                              _flow_lengths(cols["kind"]),
+                              TYPE_LENGTHS[cols["kind"]],
                               np.fromiter(map(len, tail_raw), np.int64, len(tail_raw))])
     data, starts = _layout(lengths)
     for s, raw in zip(starts[:len(head)].tolist(), head_raw):
@@ -514,7 +516,7 @@ def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[st
     for s, raw in zip(starts[len(head) + n_flow:].tolist(), tail_raw):
         data[s:s + len(raw)] = np.frombuffer(raw, np.uint8)
 
-    stock = np.array([s.encode() for s in symbols], "S8")
+    stock = np.array([s.encode().ljust(8) for s in symbols], "S8")
     sides = np.frombuffer(b"BS", "S1")
     flow_starts = starts[len(head):len(head) + n_flow]
     for code in np.unique(cols["kind"]):
@@ -533,13 +535,6 @@ def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[st
         }
         put_rows(data, flow_starts[sel], encode_rows(code, columns, len(sel)))
     return ItchFeed(data, starts, lengths, symbols)
-
-
-def _flow_lengths(kind: np.ndarray) -> np.ndarray:
-    table = np.zeros(256, np.int64)
-    for mt in MESSAGES.values():
-        table[ord(mt.code)] = mt.length
-    return table[kind]
 
 
 def generate_itch(messages: int, instruments: int, seed: int, **kw) -> list[bytes]:

@@ -84,3 +84,114 @@ def test_listen_turns_live_datagrams_into_events():
     events = [json.loads(line) for line in out.splitlines()]
     assert [(e["seq"], e["hex"]) for e in events] == [(i + 1, (bytes([i]) * 12).hex()) for i in range(30)]
     assert json.loads(err.strip().splitlines()[-1])["summary"]["counters"]["mold.messages"] == 30
+
+
+# --------------------------------------------------------------------------- #
+# ITCH feeds: `feed generate --format pcap|itch|mold` and `decode` of ITCH
+# --------------------------------------------------------------------------- #
+
+import pytest  # noqa: E402
+
+from protocols import itch  # noqa: E402
+from sim import itchfeed  # noqa: E402
+
+
+def _itch_lines(raw, session=None):
+    base = (lambda seq: {"session": session, "seq": seq}) if session else (lambda seq: {"seq": seq})
+    return [dict(base(i), **itch.as_json(itch.decode(m))) for i, m in enumerate(raw, 1)]
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "itch", None])
+def test_feed_generate_itch_then_decode_gives_the_generators_messages(tmp_path, fmt):
+    out = tmp_path / ("day.itch" if fmt == "itch" else "day.pcap")
+    runner = CliRunner()
+    args = ["feed", "generate", "--out", str(out), "--messages", "3000", "--instruments", "6", "--seed", "8"]
+    gen = runner.invoke(main, args + (["--format", fmt] if fmt else []))
+    assert gen.exit_code == 0, gen.output
+    report = json.loads(gen.stdout)
+    assert report["format"] == (fmt or "pcap") and report["messages"] == 3000
+    expected = itchfeed.generate_itch(3000, 6, seed=8)
+    result = runner.invoke(main, ["decode", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    session = None if fmt == "itch" else itchfeed.SESSION.decode()
+    assert lines == _itch_lines(expected, session)
+    summary = json.loads(result.stderr.strip().splitlines()[-1])["summary"]
+    assert summary["messages"] == 3000 and summary["decoded"] == "itch"
+    assert summary["file"] == ("itch" if fmt == "itch" else "pcap")
+    if fmt == "itch":
+        assert out.read_bytes() == itchfeed.generate_feed(3000, 6, seed=8).nasdaq()
+
+
+def test_feed_generate_mold_format_keeps_the_random_generator(tmp_path):
+    out = tmp_path / "mold.pcap"
+    runner = CliRunner()
+    gen = runner.invoke(main, ["feed", "generate", "--out", str(out), "--format", "mold", "--frames", "60",
+                               "--seed", "5", "--fault-rate", "0.1"])
+    assert gen.exit_code == 0, gen.output
+    expected = moldfeed.generate(60, seed=5, fault_rate=0.1)
+    assert json.loads(gen.stdout)["faults"] == dict(expected.faults)
+    result = runner.invoke(main, ["decode", str(out), "--port", str(moldfeed.FEED_PORT)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    delivered = {(d["seq"], bytes.fromhex(d["hex"])) for d in lines}
+    assert set(expected.messages) <= delivered            # faulty frames may carry extra (duplicate) messages
+    assert json.loads(result.stderr.strip().splitlines()[-1])["summary"]["decoded"] == "hex"
+
+
+def test_feed_generate_refuses_options_of_the_other_format(tmp_path):
+    runner = CliRunner()
+    out = str(tmp_path / "x.pcap")
+    for args in (["--format", "mold", "--messages", "10"], ["--format", "itch", "--frames", "3"],
+                 ["--messages", "100", "--fault-rate", "0.5"]):
+        result = runner.invoke(main, ["feed", "generate", "--out", out] + args)
+        assert result.exit_code == 2 and "does not apply" in result.output
+    result = runner.invoke(main, ["feed", "generate", "--out", out, "--messages", "5", "--instruments", "4"])
+    assert result.exit_code == 2 and "start- and end-of-day" in result.output
+
+
+def test_decode_raw_prints_itch_as_hex(tmp_path):
+    raw = itchfeed.generate_itch(500, 3, seed=1)
+    path = tmp_path / "day.pcap"
+    itchfeed.write_itch_pcap(path, raw)
+    result = CliRunner().invoke(main, ["decode", "--raw", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(d["seq"], bytes.fromhex(d["hex"])) for d in lines] == list(enumerate(raw, 1))
+
+
+def test_decode_prints_and_counts_messages_that_are_not_itch(tmp_path):
+    raw = itchfeed.generate_itch(300, 3, seed=2)
+    bad = {40: b"Z" + bytes(11), 41: raw[41][:-1], 200: raw[200] + b"!"}
+    sent = [bad.get(i, m) for i, m in enumerate(raw)]
+    path = tmp_path / "bad.pcap"
+    itchfeed.write_itch_pcap(path, sent, session="BADITCH001")
+    result = CliRunner().invoke(main, ["decode", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 300
+    errors = {d["seq"]: d for d in lines if "error" in d}
+    assert sorted(errors) == [41, 42, 201]
+    assert "unknown_type" in errors[41]["error"] and "'Z'" in errors[41]["error"]
+    assert "truncated" in errors[42]["error"] and "wrong_length" in errors[201]["error"]
+    assert all(bytes.fromhex(errors[i + 1]["hex"]) == m for i, m in bad.items())
+    assert all(list(d)[:3] == ["error", "session", "seq"] for d in errors.values())
+    good = [d for d in lines if "error" not in d]
+    assert good == [line for line in _itch_lines(raw, "BADITCH001") if line["seq"] not in errors]
+    summary = json.loads(result.stderr.strip().splitlines()[-1])["summary"]
+    assert summary["itch_errors"] == 3 and summary["messages"] == 297
+    assert summary["itch_unknown_type"] == summary["itch_truncated"] == summary["itch_wrong_length"] == 1
+
+
+def test_decode_itch_file_reports_a_truncated_tail(tmp_path):
+    raw = itchfeed.generate_itch(200, 2, seed=3)
+    path = tmp_path / "cut.itch"
+    itchfeed.write_itch_file(path, raw)
+    path.write_bytes(path.read_bytes()[:-5])
+    result = CliRunner().invoke(main, ["decode", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[:-1] == _itch_lines(raw[:-1])
+    assert lines[-1]["seq"] == 200 and "truncated" in lines[-1]["error"]
+    assert lines[-1]["hex"] == raw[-1][:-5].hex()
+    assert json.loads(result.stderr.strip().splitlines()[-1])["summary"]["itch_errors"] == 1
