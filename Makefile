@@ -31,6 +31,7 @@ synth: setup
 bench: setup
 	$(PY) -m bench.rx_pipeline
 	$(PY) -m bench.simnic
+	$(PY) -m bench.itch_codec
 
 demo: setup
 	$(PY) -m calarb.cli demo
