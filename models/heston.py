@@ -298,9 +298,8 @@ def _plan(T_unique, x_abs_max, p: HestonParams, tol) -> _Plan:
         decay = np.where(kt > 1e-8, -np.expm1(-kt) / kt, 1.0 - 0.5 * kt)
     vbar = np.maximum(p.theta + (p.v0 - p.theta) * decay, 1e-12)
     parts = _cf_parts(_SCAN[None, :] - 0.5j, T_col, p)
-    size = np.exp((parts["big_c"] + p.v0 * parts["big_d"]).real) + np.exp(
-        -0.5 * vbar[:, None] * T_col * (_SCAN * _SCAN + 0.25)
-    )
+    ln_phi = parts["big_c"] + p.v0 * parts["big_d"]
+    size = np.exp(ln_phi.real) + np.exp(-0.5 * vbar[:, None] * T_col * (_SCAN * _SCAN + 0.25))
     mag = size * (_SCAN / (_SCAN * _SCAN + 0.25))  # integral per unit of ln w
     # running max from the right: the largest integrand size at or beyond each scan point
     mag_tail = np.maximum.accumulate(mag[:, ::-1], axis=1)[:, ::-1]
@@ -308,8 +307,8 @@ def _plan(T_unique, x_abs_max, p: HestonParams, tol) -> _Plan:
     # truncate one scan step after the last point above tol
     last = np.where(above.any(axis=1), above.sum(axis=1) - 1, 0)
     length = _SCAN[np.minimum(last + 1, _SCAN.size - 1)]
-    # frequency of the integrand: exp(i w x) times the asymptotic phase of phi
-    omega = x_abs_max + abs(p.rho) * (p.v0 + p.kappa * p.theta * T_unique) / p.sigma + 0.5 * vbar * T_unique
+    # |d ln phi/dw| between scan points: decay and phase rate of phi
+    rate = np.abs(np.diff(ln_phi, axis=1)) / np.diff(_SCAN)
 
     # panels [0, 1], [1, 4], [4, 16], ... clipped at L (empty beyond it)
     n_panels = 1 + max(0, math.ceil(math.log(float(length.max())) / math.log(_PANEL_RATIO) - 1e-12))
@@ -322,7 +321,17 @@ def _plan(T_unique, x_abs_max, p: HestonParams, tol) -> _Plan:
     panel_mag = np.take_along_axis(mag_tail, np.clip(scan_index, 0, _SCAN.size - 1), axis=1)
     eps_rel = np.clip(tol / np.maximum(panel_mag, 1e-300), 1e-16, 1.0)
     radians = np.minimum(4.0 * np.exp((np.log(eps_rel) + _LOG_FACT_2N) / (2 * _NODES_PER_PIECE)), _MAX_RADIANS)
-    pieces = np.where(span > 0, np.maximum(1, np.ceil(span * omega[:, None] / radians)), 0).astype(int)
+    # rate of change of the integrand on each panel: exp(i w x), the largest
+    # |d ln phi/dw| over the panel's scan intervals (and beyond, which is
+    # conservative), and the Gaussian control variate's v T w while it matters
+    first_scan = np.clip(np.searchsorted(_SCAN, edges[:, :-1]), 0, _SCAN.size - 2)
+    flat = first_scan + (_SCAN.size - 1) * np.arange(n_t)[:, None]
+    rate_phi = np.maximum.reduceat(rate.ravel(), flat.ravel()).reshape(n_t, n_panels)
+    vt = vbar * T_unique
+    w_gauss = np.sqrt(2.0 * np.log(1.0 / tol) / vt)  # beyond it the Gaussian is below tol
+    rate_gauss = np.where(edges[:, :-1] < w_gauss[:, None], vt[:, None] * np.minimum(edges[:, 1:], w_gauss[:, None]), 0.0)
+    omega = x_abs_max[:, None] + rate_phi + rate_gauss
+    pieces = np.where(span > 0, np.maximum(1, np.ceil(span * omega / radians)), 0).astype(int)
     per_t = pieces.sum(axis=1)
     n_max = int(per_t.max())
     # one row per piece: maturity, left end, width

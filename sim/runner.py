@@ -8,6 +8,7 @@ Verilator; :func:`toolchain_env` points ``VERILATOR_ROOT`` and ``PATH`` at it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sys
@@ -49,7 +50,7 @@ def export_verilog(component, name: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
     if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(".v.tmp")
+        tmp = path.with_suffix(f".v.{os.getpid()}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
     return path
@@ -64,24 +65,32 @@ def _digest(*paths: Path, extra: str = "") -> str:
 
 def build(component, name: str, *, waves: bool = False) -> Path:
     """Export and Verilate ``component`` for cocotb; returns the (cached) build directory."""
-    from cocotb_tools.runner import get_runner
-
     src = export_verilog(component, name, BUILD / "verilog")
     build_dir = BUILD / "cocotb" / f"{name}-{_digest(src, extra=str(waves))}"
     binary = build_dir / name
-    if not binary.exists():
-        os.environ.update(toolchain_env())
-        runner = get_runner("verilator")
-        build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
-        if waves:
-            build_args += ["--trace-fst", "--trace-structs"]
-        try:
-            runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=build_args, waves=waves, always=True,
-                         log_file=build_dir / "build.log" if build_dir.exists() else None)
-        except SystemExit as e:  # cocotb's runner exits on tool failure
-            raise SimulationError(f"Verilator build of {name} failed ({e}); see {build_dir}") from None
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel test workers may want the same build: one builds, the others wait and reuse it.
+    with open(build_dir.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.exists():
+            _verilate(src, name, build_dir, waves)
     return build_dir
+
+
+def _verilate(src: Path, name: str, build_dir: Path, waves: bool) -> None:
+    from cocotb_tools.runner import get_runner
+
+    os.environ.update(toolchain_env())
+    runner = get_runner("verilator")
+    build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+    if waves:
+        build_args += ["--trace-fst", "--trace-structs"]
+    try:
+        runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir,
+                     build_args=build_args, waves=waves, always=True,
+                     log_file=build_dir / "build.log" if build_dir.exists() else None)
+    except SystemExit as e:  # cocotb's runner exits on tool failure
+        raise SimulationError(f"Verilator build of {name} failed ({e}); see {build_dir}") from None
 
 
 def run(component, name: str, test_module: str, *, test_dir: Path, env: dict | None = None,
