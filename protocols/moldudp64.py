@@ -36,6 +36,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from protocols.errors import WireError
+
 HEADER_LEN = 20
 """Session (10) + sequence number (8) + message count (2)."""
 SESSION_LEN = 10
@@ -49,16 +51,9 @@ MAX_SEQ = (1 << 64) - 1
 _HEADER = struct.Struct(">10sQH")
 
 
-class MoldError(ValueError):
+class MoldError(WireError):
     """A MoldUDP64 packet that cannot be encoded or decoded; ``reason`` names
     the fault and ``offset`` is its byte offset in the UDP payload."""
-
-    def __init__(self, reason: str, offset: int, detail: str = "") -> None:
-        self.reason = reason
-        self.offset = offset
-        self.detail = detail
-        msg = f"{reason} at offset {offset}"
-        super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
 def session_bytes(session: bytes | str) -> bytes:

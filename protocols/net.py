@@ -38,6 +38,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from protocols.errors import WireError
+
 ETH_HEADER_LEN = 14
 """Destination MAC, source MAC, EtherType."""
 ETH_MIN_FRAME = 60
@@ -59,16 +61,9 @@ DEFAULT_SRC_MAC = b"\x02\x00\x00\x00\x00\x02"
 _IP_OFF = ETH_HEADER_LEN
 
 
-class NetError(ValueError):
+class NetError(WireError):
     """A frame or address that cannot be built or parsed; ``reason`` names the
     fault and ``offset`` is its byte offset in the frame (or string)."""
-
-    def __init__(self, reason: str, offset: int, detail: str = "") -> None:
-        self.reason = reason
-        self.offset = offset
-        self.detail = detail
-        msg = f"{reason} at offset {offset}"
-        super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
 # --------------------------------------------------------------------------- #

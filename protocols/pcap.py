@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from protocols.errors import WireError
+
 MAGIC_US = 0xA1B2C3D4
 """Magic number of microsecond-resolution files."""
 MAGIC_NS = 0xA1B23C4D
@@ -48,16 +50,9 @@ MAXIMUM_SNAPLEN)."""
 _NS_PER_S = 1_000_000_000
 
 
-class PcapError(ValueError):
+class PcapError(WireError):
     """A capture file that cannot be read or a record that cannot be written;
     ``reason`` names the fault and ``offset`` is its byte offset in the file."""
-
-    def __init__(self, reason: str, offset: int, detail: str = "") -> None:
-        self.reason = reason
-        self.offset = offset
-        self.detail = detail
-        msg = f"{reason} at offset {offset}"
-        super().__init__(f"{msg}: {detail}" if detail else msg)
 
 
 @dataclass(frozen=True)

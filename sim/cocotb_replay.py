@@ -12,13 +12,12 @@ import os
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 
 from hw.stream import Beat, beats_to_packets, packet_to_beats
 from protocols.events import GapEvent, MessageEvent, decode_event
 from protocols.pcap import read_pcap
 from protocols.registers import REGISTER_MAP
-from sim.cocotb_streams import Bench, Bus
+from sim.cocotb_streams import start_core
 
 
 @cocotb.test()
@@ -26,15 +25,7 @@ async def replay(dut):
     """Push every frame of the pcap, wait until the pipeline is idle, dump outputs and registers."""
     frames = [rec.data for rec in read_pcap(os.environ["CALARB_PCAP"])]
     settings = json.loads(os.environ.get("CALARB_REGS", "{}"))
-    Clock(dut.clk, 10, unit="ns").start()
-    bench = Bench(dut)
-    dut.rst.value = 1
-    for _ in range(3):
-        await bench.step()
-    dut.rst.value = 0
-    bus = Bus(bench, REGISTER_MAP)
-    for name, value in settings.items():
-        await bus.write(name, value)
+    bench, bus = await start_core(dut, REGISTER_MAP, settings.items())
     frame_beats = [packet_to_beats(f) for f in frames]
     src = bench.source("rx", Beat, [b for fb in frame_beats for b in fb])
     events = bench.sink("events", Beat)

@@ -158,3 +158,19 @@ class Bus:
 
     async def read_all(self) -> dict[str, int]:
         return {m.name: await self.read(m.name) for m in self.map}
+
+
+async def start_core(dut, register_map, settings) -> tuple[Bench, Bus]:
+    """Start the clock, reset the core for three cycles and write ``settings`` (name, value pairs)."""
+    from cocotb.clock import Clock
+
+    Clock(dut.clk, 10, unit="ns").start()
+    bench = Bench(dut)
+    dut.rst.value = 1
+    for _ in range(3):
+        await bench.step()
+    dut.rst.value = 0
+    bus = Bus(bench, register_map)
+    for name, value in settings:
+        await bus.write(name, value)
+    return bench, bus

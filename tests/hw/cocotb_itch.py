@@ -9,7 +9,6 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
 
 from host.softnic import SoftwareNic
 from hw.stream import Beat, beats_to_packets, packet_to_beats
@@ -18,7 +17,7 @@ from protocols import moldudp64 as mold
 from protocols.events import ItchEvent, decode_event
 from protocols.registers import REGISTER_MAP
 from sim import moldfeed
-from sim.cocotb_streams import Bench, Bus
+from sim.cocotb_streams import start_core
 from sim.itchfeed import generate_itch
 
 MESSAGES = int(os.environ.get("CALARB_ITCH_MESSAGES", "100000"))
@@ -47,15 +46,7 @@ def reference(frames):
 
 
 async def run_core(dut, frames, *, gap, stall, seed):
-    Clock(dut.clk, 10, unit="ns").start()
-    bench = Bench(dut)
-    dut.rst.value = 1
-    for _ in range(3):
-        await bench.step()
-    dut.rst.value = 0
-    bus = Bus(bench, REGISTER_MAP)
-    for name, value in settings():
-        await bus.write(name, value)
+    bench, bus = await start_core(dut, REGISTER_MAP, settings())
     bench.source("rx", Beat, [b for f in frames for b in packet_to_beats(f)], seed=seed, gap=gap)
     events = bench.sink("events", Beat, seed=seed + 1, stall=stall)
     quiet = [0]

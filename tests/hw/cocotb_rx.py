@@ -13,7 +13,6 @@ import statistics
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 
 from host.rxpath import EthRx, EthRxConfig, Gap, Message, MoldRx
 from hw.stream import Beat, beats_to_packets, packet_to_beats
@@ -22,7 +21,7 @@ from protocols import moldudp64 as mold
 from protocols.net import ip_to_int
 from protocols.registers import REGISTER_MAP
 from sim import moldfeed
-from sim.cocotb_streams import Bench, Bus
+from sim.cocotb_streams import start_core
 
 FRAMES = int(os.environ.get("CALARB_FRAMES", "10000"))
 SEED = int(os.environ.get("CALARB_SEED", "2026"))
@@ -50,18 +49,8 @@ def as_records(outputs):
     return msgs, gaps
 
 
-async def start(dut, bench):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    for _ in range(3):
-        await bench.step()
-    dut.rst.value = 0
-    bus = Bus(bench, REGISTER_MAP)
-    await bus.write("eth.ip_dst", FILTER.ip_dst)
-    await bus.write("eth.udp_port", FILTER.udp_port)
-    await bus.write("eth.filter", FILTER.filter)
-    await bus.write("events.control", 1)
-    return bus
+SETTINGS = (("eth.ip_dst", FILTER.ip_dst), ("eth.udp_port", FILTER.udp_port), ("eth.filter", FILTER.filter),
+            ("events.control", 1))
 
 
 def rtl_events(sink):
@@ -85,8 +74,7 @@ async def differential_with_faults(dut):
     outputs, ref_counters, _ = reference(feed.frames)
     ref_msgs, ref_gaps = as_records(outputs)
 
-    bench = Bench(dut)
-    bus = await start(dut, bench)
+    bench, bus = await start_core(dut, REGISTER_MAP, SETTINGS)
     beats = [b for f in feed.frames for b in packet_to_beats(f)]
     bench.source("rx", Beat, beats, seed=SEED, gap=0.2)
     events = bench.sink("events", Beat, seed=SEED + 1, stall=0.2)
@@ -124,8 +112,7 @@ async def no_bubbles_on_minimum_frames(dut):
             frames.append(moldfeed._frame(mold.encode_packet(mold.MoldPacket(moldfeed.SESSION, seq, msgs))))
             seq += len(msgs)
     outputs, counters, per_frame = reference(frames)
-    bench = Bench(dut)
-    await start(dut, bench)
+    bench, _ = await start_core(dut, REGISTER_MAP, SETTINGS)
     src = bench.source("rx", Beat, [b for f in frames for b in packet_to_beats(f)])
     events = bench.sink("events", Beat)
     await bench.run(until=lambda: events.packets >= sum(per_frame), idle=20)
@@ -142,8 +129,7 @@ async def latency(dut):
     """Back-to-back frames of ITCH-sized messages, no gaps or backpressure: latency per frame in cycles."""
     feed = moldfeed.generate(2000, seed=SEED + 7, max_messages=4, min_len=6, max_len=40)
     outputs, _, per_frame = reference(feed.frames)
-    bench = Bench(dut)
-    await start(dut, bench)
+    bench, _ = await start_core(dut, REGISTER_MAP, SETTINGS)
     frame_beats = [packet_to_beats(f) for f in feed.frames]
     src = bench.source("rx", Beat, [b for fb in frame_beats for b in fb])
     events = bench.sink("events", Beat)
