@@ -435,5 +435,101 @@ def demo(frames: int, seed: int, out_dir: Path) -> None:
         raise click.ClickException("the gateware and the software path disagree")
 
 
+@main.command()
+@click.argument("model", type=click.Choice(["heston", "sabr"]))
+@click.argument("chain", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--spot", type=float, default=None, help="Underlying price (overrides the chain's spot column).")
+@click.option("--rate", type=float, default=None, help="Rate per year, continuous (overrides the rate column).")
+@click.option("--dividend", type=float, default=None, help="Dividend yield per year (overrides the column).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save market vs model implied vols, one panel per expiry, to this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def calibrate(model: str, chain: Path, spot: float | None, rate: float | None, dividend: float | None,
+              plot: Path | None, as_json: bool) -> None:
+    """Calibrate Heston (whole surface) or SABR (per expiry) to an options chain CSV.
+
+    CHAIN columns: expiry_days (or expiry in years), strike, type (C/P), bid,
+    ask, and spot, rate, dividend unless given as options (see host/calibration.py).
+    """
+    import numpy as np
+
+    from host.calibration import ChainError, Calibrator, load_chain_csv, prepare
+    from models import black_scholes as bs
+    from models import heston as heston_model
+    from models import sabr as sabr_model
+
+    try:
+        quotes = prepare(load_chain_csv(chain, spot=spot, rate=rate, dividend=dividend))
+    except ChainError as e:
+        raise click.ClickException(str(e)) from None
+    if len(quotes) == 0:
+        raise click.ClickException(f"{chain}: no quotes left after preparation (dropped {quotes.dropped})")
+    outcome = Calibrator(model).calibrate(quotes)
+    if outcome.fit is None:
+        raise click.ClickException("; ".join(outcome.reasons))
+    fit = outcome.fit
+    summary = {"model": model, "chain": str(chain), "quotes": len(quotes), "dropped": quotes.dropped,
+               "accepted": outcome.accepted, "reasons": outcome.reasons, "fingerprint": outcome.fingerprint,
+               **fit.metrics()}
+    if as_json:
+        click.echo(json.dumps(summary, default=float))
+    elif model == "heston":
+        for name, value in summary.pop("params").items():
+            click.echo(f"{name:>8} {value:12.6f}")
+        for key in ("rmse_iv", "rmse_price", "r2", "max_residual_iv", "max_residual_strike", "max_residual_expiry",
+                    "feller_ratio", "feller_satisfied", "quotes", "nfev", "seconds", "accepted", "reasons"):
+            click.echo(f"{key:>20} {summary[key]}")
+    else:
+        click.echo(f"{'days':>6} {'alpha':>9} {'beta':>5} {'rho':>8} {'nu':>8} {'rmse_iv':>9} {'arb-free':>8} "
+                   f"{'quotes':>6}")
+        for s in summary["smiles"]:
+            click.echo(f"{s['expiry_days']:6.0f} {s['alpha']:9.5f} {s['beta']:5.2f} {s['rho']:8.4f} {s['nu']:8.4f} "
+                       f"{s['rmse_iv']:9.2e} {str(s['arbitrage_free']):>8} {s['n_quotes']:6d}")
+        click.echo(f"accepted {outcome.accepted} {'; '.join(outcome.reasons)}")
+    if plot is None:
+        return
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    expiries = quotes.expiries()
+    cols = min(3, expiries.size)
+    rows = -(-expiries.size // cols)
+    figure, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, t in zip(axes.ravel(), expiries):
+        sel = quotes.expiry == t
+        K = quotes.strike[sel]
+        grid = np.linspace(K.min(), K.max(), 101)
+        if model == "heston":
+            is_call = grid >= quotes.forward[sel][0]
+            prices = heston_model.price(quotes.spot, grid, t, quotes.rate, quotes.dividend, fit.params, is_call)
+            model_iv = bs.implied_vol(prices, quotes.spot, grid, t, quotes.rate, quotes.dividend, is_call)
+        else:
+            days = int(round(t * 365))
+            p = fit.params.get(days)
+            if p is None:
+                continue
+            model_iv = sabr_model.lognormal_vol(grid, quotes.forward[sel][0], t, p.alpha, p.beta, p.rho, p.nu)
+        ax.errorbar(K, quotes.iv[sel], yerr=0.5 * quotes.spread[sel] / np.maximum(
+            bs.vega(quotes.spot, K, t, quotes.rate, quotes.dividend, quotes.iv[sel]), 1e-12),
+            fmt="o", ms=3, label="market (mid, half-spread)")
+        ax.plot(grid, model_iv, "-", label=model)
+        ax.set_title(f"{t * 365:.0f} days")
+        ax.set_xlabel("strike")
+        ax.set_ylabel("implied vol")
+    for ax in axes.ravel()[expiries.size:]:
+        ax.set_visible(False)
+    axes[0, 0].legend(fontsize="small")
+    figure.tight_layout()
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plot.with_name(plot.name + ".tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, plot)
+    click.echo(f"plot: {plot}", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -22,17 +22,20 @@ How
         x = ln(F/K),  s = sigma*sqrt(T),  b(x, s) = B / sqrt(F*K),
 
     where ``B`` is the undiscounted price. Out-of-the-money prices are
-    evaluated in four regions (asymptotic expansion for very small values,
-    a small-``s`` Taylor expansion, ``erfcx`` and plain ``ndtr``) so that
-    even prices of 1e-300 carry full relative precision; in-the-money prices
-    are intrinsic plus the out-of-the-money price (put-call parity). The
+    evaluated in four regions (asymptotic expansion in 1/h^2 for h = x/s <
+    -10, a small-``s`` Taylor expansion, ``erfcx`` and plain ``ndtr``) so
+    that even prices of 1e-300 keep their relative precision (a few ulp,
+    growing like h^2/2 ulp from ``exp(-h^2/2)`` far in the tail, where the
+    vol is correspondingly better conditioned); in-the-money prices are
+    intrinsic plus the out-of-the-money price (put-call parity). The
     inversion follows "Let's be rational": a four-branch rational-cubic
-    initial guess on transformed coordinates and two Householder(3) steps
-    on a branch-specific objective (1/ln b in the lowest branch, b in the
-    middle, ln(b_max - b) in the highest), with a bracket and bisection as a
-    safeguard. It always inverts the out-of-the-money price, which is where
-    the information lives. All of it is NumPy over whole arrays: there is no
-    Python loop per option.
+    initial guess on transformed coordinates and at most two Householder(3)
+    steps on a branch-specific objective (1/ln b in the lowest branch, b in
+    the middle, ln(b_max - b) in the highest; an element stops after one
+    step when that step is below 1e-4 relative), with a bracket and
+    bisection as a safeguard. It always inverts the out-of-the-money price,
+    which is where the information lives. All of it is NumPy over whole
+    arrays (in cache-sized blocks): there is no Python loop per option.
 
 Units
     Prices are in the currency of ``S`` and ``K``; ``vega`` is per unit of
@@ -321,11 +324,14 @@ def black_price(F, K, T, sigma, is_call=True, discount=1.0) -> np.ndarray:
     F, K, T, sigma, discount, theta = np.broadcast_arrays(F, K, T, sigma, discount, theta)
     shape = F.shape
     F, K, T, sigma, discount, theta = (a.ravel() for a in (F, K, T, sigma, discount, theta))
-    x = np.log(F / K)
-    s = sigma * np.sqrt(T)
-    otm = _nb_otm(-np.abs(x), s)
+    return _black_unchecked(F, K, sigma * np.sqrt(T), theta, discount).reshape(shape)
+
+
+def _black_unchecked(F, K, s, theta, discount):
+    """Black price from 1-D arrays: total vol ``s``, ``theta`` +1 call / -1 put (no checks)."""
+    otm = _nb_otm(-np.abs(np.log(F / K)), s)
     intrinsic = np.maximum(theta * (F - K), 0.0)
-    return (discount * (intrinsic + np.sqrt(F * K) * otm)).reshape(shape)
+    return discount * (intrinsic + np.sqrt(F * K) * otm)
 
 
 def price(S, K, T, r, q, sigma, is_call=True) -> np.ndarray:
@@ -560,9 +566,9 @@ def _initial_guess(beta, x, b_max):
     obj = np.full(n, _OBJ_MIDDLE, dtype=np.int8)
 
     s_c = np.sqrt(np.abs(2.0 * x))
-    # at s_c, h + t = 0: b_c = exp(x/2)/2 - exp(-x/2) Phi(-s_c) = exp(x/2) (1 - erfcx(sqrt|x|))/2.
-    # (Only the initial guess uses b_c, so its rounding near x = 0 is harmless.)
-    b_c = 0.5 * b_max * (1.0 - erfcx(np.sqrt(np.abs(x))))
+    # at s_c, h + t = 0: b_c = exp(x/2)/2 - exp(-x/2) Phi(-s_c). Only the initial guess and
+    # the choice of branch use b_c, so the cancellation as x -> 0 is harmless.
+    b_c = np.maximum(0.5 * b_max - ndtr(-s_c) / b_max, 0.0)
     v_c = _INV_SQRT_2PI * b_max
     lower = beta < b_c
 
@@ -669,24 +675,26 @@ _CONVERGED_STEP = 1e-4
 _MAX_BISECTIONS = 60
 
 
-def _normalised_iv_otm(beta, x, max_iterations=2):
-    """Total vol s with b(x, s) = beta for x <= 0 and 0 < beta < exp(x/2) (1-D arrays).
+def _refine(kind, beta, x, b_max, s, s_left, s_right, max_iterations):
+    """Householder(3) iterations on one branch's objective (1-D arrays of that branch).
 
-    At most ``max_iterations`` Householder(3) steps from the "Let's be
-    rational" initial guess, which reach machine precision (Jaeckel 2015,
-    sec. 5); an element stops early once its step is below 1e-4 relative
-    (error then ~1e-17). Where a step fails (under/overflow, or it leaves the
-    bracket) the element bisects its bracket instead and keeps iterating.
+    An element stops once a Householder step is below 1e-4 relative (the
+    error left is then ~1e-17) or after ``max_iterations`` of them; where a
+    step fails (under/overflow, or it would leave the bracket) the element
+    bisects its bracket and keeps iterating until the bracket is one ulp.
     """
-    b_max = np.exp(0.5 * x)
-    s, s_left, s_right, obj = _initial_guess(beta, x, b_max)
-    s = np.where(np.isfinite(s) & (s > 0), s, 0.5 * (s_left + np.minimum(s_right, 1e3)))
-    active = np.arange(beta.size)
-    householder_steps = np.zeros(beta.size, dtype=np.int8)
+    ln_beta = np.log(beta) if kind == _OBJ_LOWER else None
+    idx = None  # None: every element is still active (no gathers on the first pass)
+    steps = np.zeros(beta.size, dtype=np.int8)
     for iteration in range(max_iterations + _MAX_BISECTIONS):
-        if active.size == 0:
-            break
-        sa, sl, sr, xa, be, ob = s[active], s_left[active], s_right[active], x[active], beta[active], obj[active]
+        if idx is None:
+            sa, sl, sr, xa, be, bm = s, s_left, s_right, x, beta, b_max
+            lb = ln_beta
+        else:
+            if idx.size == 0:
+                break
+            sa, sl, sr, xa, be, bm = s[idx], s_left[idx], s_right[idx], x[idx], beta[idx], b_max[idx]
+            lb = ln_beta[idx] if ln_beta is not None else None
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             if iteration > 0:
                 sa = np.where((sa > sl) & (sa < sr), sa, 0.5 * (sl + sr))
@@ -697,42 +705,54 @@ def _normalised_iv_otm(beta, x, max_iterations=2):
             sl = np.where((b < be) & (sa > sl), sa, sl)
             b_halley = h * h / sa - 0.25 * sa
             b_hh3 = b_halley * b_halley - 3.0 * (h / sa) ** 2 - 0.25
-            ds = np.empty_like(sa)
-            for kind in (_OBJ_LOWER, _OBJ_MIDDLE, _OBJ_UPPER):
-                i = np.flatnonzero(ob == kind)
-                if not i.size:
-                    continue
-                if kind == _OBJ_LOWER:
-                    ds[i] = _step_lower(b[i], bp[i], np.log(be[i]), b_halley[i], b_hh3[i])
-                    bad = (b[i] <= 0) | (bp[i] <= 0)
-                elif kind == _OBJ_MIDDLE:
-                    ds[i] = _step_middle(b[i], bp[i], be[i], b_halley[i], b_hh3[i])
-                    bad = bp[i] <= 0
-                else:
-                    bm = b_max[active[i]]
-                    ds[i] = _step_upper(b[i], bp[i], be[i], bm, b_halley[i], b_hh3[i])
-                    bad = (b[i] >= bm) | (bp[i] <= _DBL_MIN)
-                ds[i[bad]] = np.nan
+            if kind == _OBJ_LOWER:
+                ds = _step_lower(b, bp, lb, b_halley, b_hh3)
+                bad = (b <= 0) | (bp <= 0)
+            elif kind == _OBJ_MIDDLE:
+                ds = _step_middle(b, bp, be, b_halley, b_hh3)
+                bad = bp <= 0
+            else:
+                ds = _step_upper(b, bp, be, bm, b_halley, b_hh3)
+                bad = (b >= bm) | (bp <= _DBL_MIN)
+            bad |= ~np.isfinite(ds)
             mid = 0.5 * (sl + sr)
-            householder = np.isfinite(ds)
-            ds = np.where(householder, ds, mid - sa)
-            ds = np.maximum(-0.5 * sa, ds)
+            ds = np.maximum(-0.5 * sa, np.where(bad, mid - sa, ds))
             s_new = sa + ds
             # a step leaving the bracket bisects instead
             inside = (s_new >= sl) & (s_new <= sr)
-            householder &= inside
+            householder = ~bad & inside
             s_new = np.where(inside | ~np.isfinite(mid), s_new, mid)
-        s[active] = s_new
-        s_left[active] = sl
-        s_right[active] = sr
-        householder_steps[active] += householder
-        step = np.abs(s_new - sa)
-        more = np.where(
-            householder,
-            (step > _CONVERGED_STEP * s_new) & (householder_steps[active] < max_iterations),
-            step > _EPS * s_new,
-        )
-        active = active[more]
+            step = np.abs(s_new - sa)
+        if idx is None:
+            s, s_left, s_right = s_new, sl, sr
+            steps += householder
+            done = steps
+            idx = np.arange(beta.size)
+        else:
+            s[idx] = s_new
+            s_left[idx] = sl
+            s_right[idx] = sr
+            steps[idx] += householder
+            done = steps[idx]
+        more = np.where(householder, (step > _CONVERGED_STEP * s_new) & (done < max_iterations), step > _EPS * s_new)
+        idx = idx[more]
+    return s
+
+
+def _normalised_iv_otm(beta, x, max_iterations=2):
+    """Total vol s with b(x, s) = beta for x <= 0 and 0 < beta < exp(x/2) (1-D arrays).
+
+    The "Let's be rational" initial guess, then at most ``max_iterations``
+    Householder(3) steps on the branch's objective (Jaeckel 2015, sec. 5:
+    two reach machine precision), one branch at a time.
+    """
+    b_max = np.exp(0.5 * x)
+    s, s_left, s_right, obj = _initial_guess(beta, x, b_max)
+    s = np.where(np.isfinite(s) & (s > 0), s, 0.5 * (s_left + np.minimum(s_right, 1e3)))
+    for kind in (_OBJ_LOWER, _OBJ_MIDDLE, _OBJ_UPPER):
+        i = np.flatnonzero(obj == kind)
+        if i.size:
+            s[i] = _refine(kind, beta[i], x[i], b_max[i], s[i], s_left[i], s_right[i], max_iterations)
     return s
 
 
@@ -813,15 +833,17 @@ def _prepare_iv(price_, F, K, T, discount, is_call):
     return shape, p / discount, F, K, T, theta
 
 
-def implied_vol_black_with_reason(price, F, K, T, is_call=True, discount=1.0):
+def implied_vol_black_with_reason(price, F, K, T, is_call=True, discount=1.0, *, as_codes=False):
     """Black-76 implied volatility and reason codes (see :data:`IV_REASONS`).
 
     ``price`` is the option price discounted with ``discount``; ``F`` the
     forward, ``T`` years. Returns ``(vol, reason)`` arrays of the broadcast
-    shape, ``reason`` as strings.
+    shape, ``reason`` as strings, or with ``as_codes`` as int8 indices into
+    :data:`IV_REASONS` (1 byte per option instead of 68).
     """
     vol, code, shape = _implied_vol_black_codes(price, F, K, T, is_call, discount)
-    return vol.reshape(shape), _REASON_ARRAY[code].reshape(shape)
+    reason = code if as_codes else _REASON_ARRAY[code]
+    return vol.reshape(shape), reason.reshape(shape)
 
 
 def _implied_vol_black_codes(price_, F, K, T, is_call, discount):
@@ -852,15 +874,16 @@ def _bsm_to_black(price_, S, K, T, r, q):
     return price_, F, K, T, np.exp(-r * T)
 
 
-def implied_vol_with_reason(price, S, K, T, r=0.0, q=0.0, is_call=True):
+def implied_vol_with_reason(price, S, K, T, r=0.0, q=0.0, is_call=True, *, as_codes=False):
     """Black-Scholes-Merton implied volatility with a reason code per option.
 
     Returns ``(vol, reason)``: ``vol`` per square-root year (NaN where the
     price violates the no-arbitrage bounds, 0.0 at intrinsic) and ``reason``
-    a string array of :data:`IV_REASONS` entries, both of the broadcast shape.
+    a string array of :data:`IV_REASONS` entries (int8 indices into it with
+    ``as_codes``), both of the broadcast shape.
     """
     price_, F, K, T, discount = _bsm_to_black(price, S, K, T, r, q)
-    return implied_vol_black_with_reason(price_, F, K, T, is_call, discount)
+    return implied_vol_black_with_reason(price_, F, K, T, is_call, discount, as_codes=as_codes)
 
 
 def implied_vol(price, S, K, T, r=0.0, q=0.0, is_call=True) -> np.ndarray:

@@ -41,19 +41,28 @@ How
       put, so out-of-the-money puts and calls are both computed directly,
       never through parity.
     * Quadrature: the integrand is truncated where ``|phi| w/(w^2+1/4)``
-      falls below ``tol`` (found per maturity on a geometric scan), and
-      ``[0, L]`` is split into panels growing geometrically from ``w = 1``
-      (the 1/(w^2+1/4) pole sits at ``i/2``) and then into pieces short
-      enough for the oscillation ``exp(i w x)``; each piece gets Gauss-
-      Legendre nodes. The characteristic function is evaluated once per
-      maturity and node and shared by all strikes of that maturity.
+      (plus the control variate's) falls below ``tol`` for good, found per
+      maturity on a geometric scan of ``w``. ``[0, L]`` is split into panels
+      growing geometrically from ``w = 1`` (the 1/(w^2+1/4) pole sits at
+      ``i/2``), and each panel into equal pieces of 16 Gauss-Legendre nodes,
+      as many as the integrand's rate of change requires: ``|x|`` for
+      ``exp(i w x)``, the largest ``|d ln phi/dw|`` seen on the scan (decay
+      and phase of phi) and the Gaussian's ``v T w``. The error of 16 nodes
+      over R radians is about (R/4)^32/32!, so pieces span the R that meets
+      ``tol`` relative to the integrand's size on that panel: far in the
+      tail, where the integrand is tiny, pieces are longer. The
+      characteristic function is evaluated once per maturity and node and
+      shared by all strikes of that maturity; each quote then costs one
+      cosine and one sine per node of its own maturity.
     * Gradient: the derivatives of ``ln phi`` with respect to the five
       parameters are differentiated analytically through the little-trap
       form and integrated with the same nodes.
 
-Accuracy: absolute price errors are about ``1e-12 * S`` (tests check the
-published Fang-Oosterlee, Lewis and Kahl-Jaeckel values and QuantLib on random
-parameters); relative accuracy of prices far below that is not promised.
+Accuracy: absolute price errors are about ``1e-13 * sqrt(F K)`` at the default
+``tol`` (tests check the published Fang-Oosterlee, Lewis and Kahl-Jaeckel values
+and QuantLib on random parameters); relative accuracy of prices far below that
+is not promised. Prices are clipped to the no-arbitrage bounds, so a deep
+out-of-the-money price is never negative.
 """
 
 from __future__ import annotations
@@ -297,41 +306,53 @@ def _plan(T_unique, x_abs_max, p: HestonParams, tol) -> _Plan:
     with np.errstate(divide="ignore", invalid="ignore"):
         decay = np.where(kt > 1e-8, -np.expm1(-kt) / kt, 1.0 - 0.5 * kt)
     vbar = np.maximum(p.theta + (p.v0 - p.theta) * decay, 1e-12)
+    vt = vbar * T_unique
     parts = _cf_parts(_SCAN[None, :] - 0.5j, T_col, p)
     ln_phi = parts["big_c"] + p.v0 * parts["big_d"]
-    size = np.exp(ln_phi.real) + np.exp(-0.5 * vbar[:, None] * T_col * (_SCAN * _SCAN + 0.25))
-    mag = size * (_SCAN / (_SCAN * _SCAN + 0.25))  # integral per unit of ln w
-    # running max from the right: the largest integrand size at or beyond each scan point
-    mag_tail = np.maximum.accumulate(mag[:, ::-1], axis=1)[:, ::-1]
-    above = mag_tail > tol
+    per_log_w = _SCAN / (_SCAN * _SCAN + 0.25)  # integral per unit of ln w
+    mag_phi = np.exp(ln_phi.real) * per_log_w
+    mag_gauss = np.exp(-0.5 * vt[:, None] * (_SCAN * _SCAN + 0.25)) * per_log_w
+
+    def tail_max(a):  # the largest value at or beyond each scan point
+        return np.maximum.accumulate(a[:, ::-1], axis=1)[:, ::-1]
+
+    tail_phi = tail_max(mag_phi)
+    tail_gauss = tail_max(mag_gauss)
+    above = tail_phi + tail_gauss > tol
     # truncate one scan step after the last point above tol
     last = np.where(above.any(axis=1), above.sum(axis=1) - 1, 0)
     length = _SCAN[np.minimum(last + 1, _SCAN.size - 1)]
-    # |d ln phi/dw| between scan points: decay and phase rate of phi
-    rate = np.abs(np.diff(ln_phi, axis=1)) / np.diff(_SCAN)
 
-    # panels [0, 1], [1, 4], [4, 16], ... clipped at L (empty beyond it)
+    # Widest piece allowed on each scan interval [w_i, w_i+1], for each part of the
+    # integrand: a part of size m changing at rate k (|d ln/dw|, plus |x| for
+    # exp(i w x)) needs pieces of at most R(tol/m)/k, R(eps) = 4 ((2n)! eps)^(1/2n).
+    def radians(size):
+        eps_rel = np.clip(tol / np.maximum(size, 1e-300), 1e-300, 1.0)
+        return np.minimum(4.0 * np.exp((np.log(eps_rel) + _LOG_FACT_2N) / (2 * _NODES_PER_PIECE)), _MAX_RADIANS)
+
+    x_col = x_abs_max[:, None]
+    rate_phi = np.abs(np.diff(ln_phi, axis=1)) / np.diff(_SCAN)
+    rate_gauss = vt[:, None] * _SCAN[1:]
+    with np.errstate(divide="ignore"):
+        width_phi = radians(tail_phi[:, :-1]) / (x_col + rate_phi)
+        width_gauss = radians(tail_gauss[:, :-1]) / (x_col + rate_gauss)
+    # a part already below tol on and beyond an interval cannot cost more than tol there
+    width = np.minimum(
+        np.where(tail_phi[:, :-1] > tol, width_phi, np.inf), np.where(tail_gauss[:, :-1] > tol, width_gauss, np.inf)
+    )
+
+    # panels [0, 1], [1, 4], [4, 16], ... clipped at L (empty beyond it), each cut into
+    # equal pieces no wider than the narrowest allowed on its scan intervals (the last
+    # panel also looks beyond L, which is conservative)
     n_panels = 1 + max(0, math.ceil(math.log(float(length.max())) / math.log(_PANEL_RATIO) - 1e-12))
     bounds = np.concatenate(([0.0], _PANEL_RATIO ** np.arange(n_panels)))
     edges = np.minimum(bounds[None, :], length[:, None])
     edges[:, -1] = length
     span = np.diff(edges, axis=1)  # (n_t, n_panels)
-    # integrand size on each panel, from the scan point at or below its left edge
-    scan_index = np.searchsorted(_SCAN, edges[:, :-1], side="right") - 1
-    panel_mag = np.take_along_axis(mag_tail, np.clip(scan_index, 0, _SCAN.size - 1), axis=1)
-    eps_rel = np.clip(tol / np.maximum(panel_mag, 1e-300), 1e-16, 1.0)
-    radians = np.minimum(4.0 * np.exp((np.log(eps_rel) + _LOG_FACT_2N) / (2 * _NODES_PER_PIECE)), _MAX_RADIANS)
-    # rate of change of the integrand on each panel: exp(i w x), the largest
-    # |d ln phi/dw| over the panel's scan intervals (and beyond, which is
-    # conservative), and the Gaussian control variate's v T w while it matters
     first_scan = np.clip(np.searchsorted(_SCAN, edges[:, :-1]), 0, _SCAN.size - 2)
     flat = first_scan + (_SCAN.size - 1) * np.arange(n_t)[:, None]
-    rate_phi = np.maximum.reduceat(rate.ravel(), flat.ravel()).reshape(n_t, n_panels)
-    vt = vbar * T_unique
-    w_gauss = np.sqrt(2.0 * np.log(1.0 / tol) / vt)  # beyond it the Gaussian is below tol
-    rate_gauss = np.where(edges[:, :-1] < w_gauss[:, None], vt[:, None] * np.minimum(edges[:, 1:], w_gauss[:, None]), 0.0)
-    omega = x_abs_max[:, None] + rate_phi + rate_gauss
-    pieces = np.where(span > 0, np.maximum(1, np.ceil(span * omega / radians)), 0).astype(int)
+    panel_width = np.minimum.reduceat(width.ravel(), flat.ravel()).reshape(n_t, n_panels)
+    pieces = np.where(span > 0, np.maximum(1, np.ceil(span / panel_width)), 0).astype(int)
     per_t = pieces.sum(axis=1)
     n_max = int(per_t.max())
     # one row per piece: maturity, left end, width
@@ -407,8 +428,8 @@ def _integrate(S, K, T, r, q, is_call, p: HestonParams, tol, with_gradient):
     pair_sum = np.einsum("ij,ij->i", cos, d_pairs.real) - np.einsum("ij,ij->i", sin, d_pairs.imag)
     integral = np.add.reduceat(pair_sum, starts)
     scale = D * np.sqrt(F * K) / np.pi
-    vol_cv = np.sqrt(plan.vbar[t_index])
-    value = _bs.black_price(F, K, T, vol_cv, is_call, D) + scale * integral
+    s_cv = np.sqrt(plan.vbar[t_index] * T)  # control variate's total vol
+    value = _bs._black_unchecked(F, K, s_cv, np.where(is_call, 1.0, -1.0), D) + scale * integral
     # the quadrature is accurate to ~1e-12 S; keep prices inside the no-arbitrage bounds
     lower = D * np.maximum(np.where(is_call, F - K, K - F), 0.0)
     upper = D * np.where(is_call, F, K)
