@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # Everything CI runs. Verilator builds are cached under build/ and reused.
 test: setup
 	$(PY) -m protocols.registers --check
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
 # Gateware testbenches only (amaranth.sim and cocotb on Verilator).
 sim: setup
@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m bench.rx_pipeline
 	$(PY) -m bench.simnic
 	$(PY) -m bench.itch_codec
+	$(PY) -m bench.calibration
 
 demo: setup
 	$(PY) -m calarb.cli demo

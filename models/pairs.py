@@ -290,10 +290,12 @@ def rolling_zscore(spread, window: int, *, ddof: int = 0) -> np.ndarray:
     """``(s_t - mean) / std`` over the trailing ``window`` observations (t included).
 
     The first ``window - 1`` values are NaN, as are windows of constant
-    values. Running sums of the series centred on its mean make this O(n)
-    for any window; windows whose variance those sums cannot resolve to 1e-8
-    (tiny against the running totals) are recomputed exactly, two-pass, so
-    the result never degrades with the series' length or scale.
+    values. O(n) for any window: running sums restart every block of
+    ``max(4 window, 64)`` observations, each block measured from its own
+    first value, so rounding stays at the scale of a block's local range
+    (a random walk's level and the series' length do not leak into it);
+    near-constant windows, where that could still cost digits, are
+    recomputed exactly.
     """
     s = _series("spread", spread, min_len=1)
     if int(window) != window or window < 2:
@@ -301,24 +303,36 @@ def rolling_zscore(spread, window: int, *, ddof: int = 0) -> np.ndarray:
     window = int(window)
     if not 0 <= ddof < window:
         raise PairsError(f"ddof must be in [0, window), got {ddof!r}")
-    out = np.full(s.size, np.nan)
-    if s.size < window:
+    n = s.size
+    out = np.full(n, np.nan)
+    n_windows = n - window + 1
+    if n_windows <= 0:
         return out
-    c = s - s.mean()
-    c1 = np.concatenate(([0.0], np.cumsum(c)))
-    c2 = np.concatenate(([0.0], np.cumsum(c * c)))
-    sum1 = c1[window:] - c1[:-window]
-    sum2 = c2[window:] - c2[:-window]
+    block = max(4 * window, 64)
+    n_blocks = -(-n_windows // block)
+    # segment b covers the windows starting in [b*block, (b+1)*block): block + window - 1 values
+    padded = np.concatenate((s, np.full(n_blocks * block + window - 1 - n, s[-1])))
+    seg = np.lib.stride_tricks.sliding_window_view(padded, block + window - 1)[::block]
+    local = seg - seg[:, :1]  # measured from the segment's first value
+    p1 = np.zeros((n_blocks, block + window))
+    p2 = np.zeros((n_blocks, block + window))
+    np.cumsum(local, axis=1, out=p1[:, 1:])
+    np.cumsum(local * local, axis=1, out=p2[:, 1:])
+    sum1 = (p1[:, window:] - p1[:, :-window]).ravel()[:n_windows]
+    sum2 = (p2[:, window:] - p2[:, :-window]).ravel()[:n_windows]
+    last = local[:, window - 1 :].ravel()[:n_windows]  # the newest value of each window
     mean = sum1 / window
-    ssd = sum2 - sum1 * mean  # sum of squared deviations in each window
-    deviation = c[window - 1 :] - mean  # latest value minus the window mean
-    # rounding error of ssd is a few eps of the running totals it was differenced from
-    error = 8.0 * np.finfo(float).eps * (c2[window:] + np.abs(c1[window:]) * np.abs(mean) + sum2)
-    unsure = np.flatnonzero(ssd < 1e8 * error)
+    ssd = sum2 - sum1 * mean  # sum of squared deviations from the window mean
+    deviation = last - mean
+    # rounding of ssd: a few ulp of the running sums it is differenced from
+    p2_end = p2[:, window:].ravel()[:n_windows]
+    rounding = 8.0 * np.finfo(float).eps * (p2_end + np.sqrt(window * p2_end) * np.abs(mean) * window)
+    # windows those sums cannot resolve to 1e-8 (near-constant ones, or tiny values after
+    # large ones in the same block) are recomputed exactly, two-pass
+    unsure = np.flatnonzero(ssd <= 1e8 * rounding)
     if unsure.size:
         windows = np.lib.stride_tricks.sliding_window_view(s, window)[unsure]
-        exact_mean = windows.mean(axis=1)
-        dev = windows - exact_mean[:, None]
+        dev = windows - windows.mean(axis=1)[:, None]
         ssd[unsure] = np.einsum("ij,ij->i", dev, dev)
         deviation[unsure] = dev[:, -1]
     var = ssd / (window - ddof)
