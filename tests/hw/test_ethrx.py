@@ -16,7 +16,6 @@ import pytest
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
-from amaranth.sim import Simulator
 
 from host.rxpath import EthRx as EthRxModel
 from host.rxpath import EthRxConfig
@@ -25,6 +24,7 @@ from hw.ethrx import EthRx
 from hw.stream import Beat, beats_to_packets, packet_to_beats
 from protocols.net import build_udp_frame, ip_to_int, ipv4_checksum
 from protocols.registers import ETH, RegisterMap
+from sim.streams import SimBench as Bench
 
 ETH_MAP = RegisterMap((ETH,))
 COUNTERS = tuple(r.name for r in ETH.counters)
@@ -78,36 +78,6 @@ def ref_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig()) -> Result:
     model = EthRxModel(cfg)
     payloads = [p for p in map(model.receive, frames) if p is not None]
     return Result(payloads, {name: model.counters[name] for name in COUNTERS})
-
-
-class Bench:
-    """One compiled simulation of ``harness``, reset and re-run for every case.
-
-    Compiling the simulation costs about 0.2 s, running a small case a few ms;
-    ``Simulator.reset`` restores every signal and restarts the testbench.
-    """
-
-    def __init__(self, harness):
-        self.dut = harness
-        self._sim = Simulator(harness)
-        self._sim.add_clock(1e-8)
-        self._sim.add_testbench(self._testbench)
-        self._job = None
-        self._fresh = True
-
-    async def _testbench(self, ctx):
-        await self._job(ctx)
-
-    def run(self, job) -> None:
-        """Run ``job(ctx)`` from reset."""
-        if not self._fresh:
-            self._sim.reset()
-        self._fresh = False
-        self._job = job
-        try:
-            self._sim.run()
-        finally:
-            self._job = None
 
 
 @functools.cache

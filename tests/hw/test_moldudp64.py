@@ -15,7 +15,6 @@ import pytest
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
-from amaranth.sim import Simulator
 
 from host.rxpath import Gap, Message, MoldRx
 from hw.csr import BusSignature, CsrBank
@@ -23,6 +22,7 @@ from hw.moldudp64 import GapEvent, MessageBeat, MoldUdp64
 from hw.stream import Beat, beats_to_packets, packet_to_beats
 from protocols import moldudp64 as mold
 from protocols.registers import MOLD, RegisterMap
+from sim.streams import SimBench as Bench
 
 MOLD_MAP = RegisterMap((MOLD,))
 COUNTERS = tuple(r.name for r in MOLD.counters)
@@ -126,36 +126,6 @@ def ref_mold(steps, control: int = LEARN) -> Result:
     return Result([normalise(o) for o in out if isinstance(o, Message)],
                   [o for o in out if isinstance(o, Gap)],
                   {name: model.counters[name] for name in COUNTERS}, regs)
-
-
-class Bench:
-    """One compiled simulation of ``harness``, reset and re-run for every case.
-
-    Compiling the simulation costs about 0.2 s, running a small case a few ms;
-    ``Simulator.reset`` restores every signal and restarts the testbench.
-    """
-
-    def __init__(self, harness):
-        self.dut = harness
-        self._sim = Simulator(harness)
-        self._sim.add_clock(1e-8)
-        self._sim.add_testbench(self._testbench)
-        self._job = None
-        self._fresh = True
-
-    async def _testbench(self, ctx):
-        await self._job(ctx)
-
-    def run(self, job) -> None:
-        """Run ``job(ctx)`` from reset."""
-        if not self._fresh:
-            self._sim.reset()
-        self._fresh = False
-        self._job = job
-        try:
-            self._sim.run()
-        finally:
-            self._job = None
 
 
 @functools.cache
