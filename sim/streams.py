@@ -94,3 +94,21 @@ class SimBench:
             self._sim.run()
         finally:
             self._job = None
+
+
+async def bus_write(ctx, bus, address: int, value: int) -> None:
+    """Write a register over the bus (``hw/csr.py``'s protocol) in one cycle."""
+    ctx.set(bus.addr, address)
+    ctx.set(bus.w_data, value)
+    ctx.set(bus.w_stb, 1)
+    await ctx.tick()
+    ctx.set(bus.w_stb, 0)
+
+
+async def bus_read(ctx, bus, address: int) -> int:
+    """Read a register over the bus: the value is there the cycle after the strobe."""
+    ctx.set(bus.addr, address)
+    ctx.set(bus.r_stb, 1)
+    await ctx.tick()
+    ctx.set(bus.r_stb, 0)
+    return ctx.get(bus.r_data)

@@ -25,6 +25,8 @@ from hw.stream import Beat, beats_to_packets, packet_to_beats
 from protocols.net import build_udp_frame, ip_to_int, ipv4_checksum
 from protocols.registers import ETH, RegisterMap
 from sim.streams import SimBench as Bench
+from sim.streams import bus_read as sim_bus_read
+from sim.streams import bus_write as sim_bus_write
 
 ETH_MAP = RegisterMap((ETH,))
 COUNTERS = tuple(r.name for r in ETH.counters)
@@ -94,18 +96,10 @@ def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = 
     res = Result([], {})
 
     async def bus_write(ctx, name, value):
-        ctx.set(dut.bus.addr, ETH_MAP[f"eth.{name}"].address)
-        ctx.set(dut.bus.w_data, value)
-        ctx.set(dut.bus.w_stb, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.w_stb, 0)
+        await sim_bus_write(ctx, dut.bus, ETH_MAP[f"eth.{name}"].address, value)
 
     async def bus_read(ctx, name):
-        ctx.set(dut.bus.addr, ETH_MAP[f"eth.{name}"].address)
-        ctx.set(dut.bus.r_stb, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.r_stb, 0)
-        return ctx.get(dut.bus.r_data)
+        return await sim_bus_read(ctx, dut.bus, ETH_MAP[f"eth.{name}"].address)
 
     async def tb(ctx):
         await bus_write(ctx, "ip_dst", cfg.ip_dst)

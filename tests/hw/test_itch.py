@@ -14,7 +14,7 @@ from hw.moldudp64 import MessageBeat
 from hw.stream import packet_to_beats
 from protocols import itch
 from protocols.registers import ITCH, RegisterMap
-from sim.streams import const_to_dict
+from sim.streams import bus_read, bus_write, const_to_dict
 
 MAP = RegisterMap((ITCH,))
 
@@ -68,16 +68,9 @@ def run(messages, writes=(), seed=1, stall=0.3):
             cycle[0] += 1
 
     async def bus(ctx, name, value=None):
-        ctx.set(dut.bus.addr, MAP[name].address)
         if value is None:
-            ctx.set(dut.bus.r_stb, 1)
-            await ctx.tick()
-            ctx.set(dut.bus.r_stb, 0)
-            return ctx.get(dut.bus.r_data)
-        ctx.set(dut.bus.w_data, value)
-        ctx.set(dut.bus.w_stb, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.w_stb, 0)
+            return await bus_read(ctx, dut.bus, MAP[name].address)
+        await bus_write(ctx, dut.bus, MAP[name].address, value)
 
     async def source(ctx):
         for name, value in writes:

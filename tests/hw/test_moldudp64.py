@@ -23,6 +23,8 @@ from hw.stream import Beat, beats_to_packets, packet_to_beats
 from protocols import moldudp64 as mold
 from protocols.registers import MOLD, RegisterMap
 from sim.streams import SimBench as Bench
+from sim.streams import bus_read as sim_bus_read
+from sim.streams import bus_write as sim_bus_write
 
 MOLD_MAP = RegisterMap((MOLD,))
 COUNTERS = tuple(r.name for r in MOLD.counters)
@@ -143,18 +145,10 @@ def rtl_mold(steps, control: int = LEARN, flow: Flow = IDEAL, idle_cycles: int =
     cycle = 0
 
     async def bus_write(ctx, name, value):
-        ctx.set(dut.bus.addr, MOLD_MAP[f"mold.{name}"].address)
-        ctx.set(dut.bus.w_data, value)
-        ctx.set(dut.bus.w_stb, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.w_stb, 0)
+        await sim_bus_write(ctx, dut.bus, MOLD_MAP[f"mold.{name}"].address, value)
 
     async def bus_read(ctx, name):
-        ctx.set(dut.bus.addr, MOLD_MAP[f"mold.{name}"].address)
-        ctx.set(dut.bus.r_stb, 1)
-        await ctx.tick()
-        ctx.set(dut.bus.r_stb, 0)
-        return ctx.get(dut.bus.r_data)
+        return await sim_bus_read(ctx, dut.bus, MOLD_MAP[f"mold.{name}"].address)
 
     def draw(p):
         return bool(p) and rng.random() < p
