@@ -87,6 +87,30 @@ def _looks_like_itch_file(head: bytes) -> bool:
     return mt is not None and int.from_bytes(head[:2], "big") == mt.length
 
 
+def parse_locates(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of stock locates",
+                                 param_hint="--instruments") from None
+
+
+def book_locates(frames: list[bytes], limit: int = 32) -> list[int]:
+    """The stock locates of the first ``limit`` instruments that get an add order (A/F), in order of appearance."""
+    from host.rxpath import EthRx, Message, MoldRx
+
+    eth, mold = EthRx(), MoldRx()
+    seen: dict[int, None] = {}
+    for frame in frames:
+        payload = eth.receive(frame)
+        for out in mold.receive(payload) if payload is not None else []:
+            if isinstance(out, Message) and out.data[:1] in (b"A", b"F") and len(out.data) > 3:
+                seen.setdefault(int.from_bytes(out.data[1:3], "big"))
+                if len(seen) == limit:
+                    return list(seen)
+    return list(seen)
+
+
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--port", type=int, default=None, help="Only UDP datagrams to this destination port.")
@@ -271,8 +295,12 @@ def frame_latencies(frames: list[bytes], ingress: list[int], events, cfg) -> lis
 @click.option("--batch", default=4096, show_default=True, help="Frames per batch.")
 @click.option("--decoded", is_flag=True, help="Print the ITCH decoder's records (ITCH events) instead of the "
               "raw MoldUDP64 messages.")
+@click.option("--book", is_flag=True, help="Print the book's top-of-book events (TOB JSON lines, the fields of "
+              "host.book.TopOfBook) instead of messages.")
+@click.option("--instruments", default=None, help="With --book: comma-separated stock locates for the book's "
+              "slots (at most 32). Default: the first 32 instruments with orders in the file.")
 def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, port: int | None,
-           batch: int, decoded: bool) -> None:
+           batch: int, decoded: bool, book: bool = False, instruments: str | None = None) -> None:
     """Push a pcap or NASDAQ binary file through a NIC and print its events as JSON lines.
 
     The summary (frames, messages, counters, cycles, wall time, latency) goes to
@@ -287,13 +315,20 @@ def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, p
         frames = list(frames_from_file(file))
     except (PcapError, FeedError) as e:
         raise click.ClickException(str(e)) from None
+    locates = []
+    if book:
+        locates = parse_locates(instruments) if instruments else book_locates(frames)
+        if len(locates) > 32:
+            raise click.BadParameter(f"{len(locates)} instruments, the book has 32 slots", param_hint="--instruments")
     nic = open_nic(gateware, trace)
     t0 = time.perf_counter()
     events_seen = []
     kinds = Counter()
     try:
         with nic:
-            nic.write("events.control", 2 if decoded else 1)
+            nic.write("events.control", 4 if book else 2 if decoded else 1)
+            for slot, locate in enumerate(locates):
+                nic.write("book.slot", locate | slot << 16 | 1 << 24)
             filt = 0
             if ip_dst is not None:
                 nic.write("eth.ip_dst", ip_to_int(ip_dst))
@@ -313,7 +348,7 @@ def replay(file: Path, gateware: bool, trace: Path | None, ip_dst: str | None, p
                         if gateware:
                             events_seen.append(ev)
                     bar.update(len(chunk))
-            counters = {k: v for k, v in nic.counters("eth", "mold", "itch", "events").items() if v}
+            counters = {k: v for k, v in nic.counters("eth", "mold", "itch", "book", "events").items() if v}
             summary = {"path": "gateware" if gateware else "software", "frames": len(frames),
                        "events": dict(kinds), "counters": counters,
                        "wall_seconds": round(time.perf_counter() - t0, 3)}

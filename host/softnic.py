@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from host.bookrx import GatewareBook
 from host.nic import Nic, NicError
 from host.rxpath import EthRx, EthRxConfig, Gap, ItchRx, Message, MoldRx
-from protocols.events import Event, GapEvent, ItchEvent, MessageEvent
+from protocols.events import Event, GapEvent, ItchEvent, LevelEvent, LostEvent, MessageEvent, TobEvent
 from protocols.registers import Access
 
 MAGIC = 0xCA1A4B00
@@ -30,6 +31,7 @@ class SoftwareNic(Nic):
         self._eth = EthRx()
         self._mold = MoldRx()
         self._itch = ItchRx()
+        self._book = GatewareBook()
         self._events: Counter = Counter()
         self._tx_frames = 0
         self._inbox: list[bytes] = []
@@ -52,6 +54,10 @@ class SoftwareNic(Nic):
         self._regs[name] = value
         if name == "mold.next_seq":
             self._mold.resync(value)
+        elif name == "book.slot":
+            self._book.write_slot(value)
+        elif name == "book.window":
+            self._book.write_window(value)
         elif name == "itch.track":
             if value >> 16:
                 self._itch.tracked.add(value & 0xFFFF)
@@ -72,6 +78,8 @@ class SoftwareNic(Nic):
                 value = mold.counters[reg]
             elif block == "itch":
                 value = self._itch.counters[reg]
+            elif block == "book":
+                value = self._book.counters[reg]
             elif block == "events":
                 value = self._events[reg]
             elif block == "tx":
@@ -81,7 +89,7 @@ class SoftwareNic(Nic):
             return value & mapped.register.mask
         session = int.from_bytes(mold.session_in_force, "big")
         status = {
-            "top.magic": MAGIC, "top.cycle": self._clock,
+            "top.magic": MAGIC, "top.cycle": self._clock, "book.config": self._book.config,
             "mold.expected": mold.expected, "mold.status": int(mold.learned) | int(mold.eos_seen) << 1,
             "mold.session_seen_hi": session >> 64, "mold.session_seen_lo": session & ((1 << 64) - 1),
         }
@@ -108,6 +116,9 @@ class SoftwareNic(Nic):
     def poll(self) -> list[Event]:
         messages_on = bool(self._regs["events.control"] & 1)
         records_on = bool(self._regs["events.control"] & 2)
+        book_on = {TobEvent: (self._regs["events.control"] >> 2 & 1, "tob_events"),
+                   LostEvent: (self._regs["events.control"] >> 3 & 1, "lost_events"),
+                   LevelEvent: (self._regs["events.control"] >> 4 & 1, "level_events")}
         for frame in self._inbox:
             self._clock += 1
             payload = self._eth.receive(frame)
@@ -120,9 +131,17 @@ class SoftwareNic(Nic):
                 if messages_on:
                     self._emit(MessageEvent(self._clock, out.seq, out.data, out.aborted), "message_events")
                 record = self._itch.receive(out)
-                if record is not None and records_on:
-                    seq = record.pop("seq")
+                if record is None:
+                    continue
+                seq = record.pop("seq")
+                if records_on:
                     self._emit(ItchEvent(self._clock, seq, record), "itch_events")
+                # Within a message the gateware sends LOST and LEVEL records before the TOB; across kinds
+                # its order is not guaranteed (compare per kind).
+                for ev in self._book.apply(record, seq):
+                    on, counter = book_on[type(ev)]
+                    if on:
+                        self._emit(ev, counter)
         self._inbox = []
         out, self._pending = self._pending, []
         return out

@@ -450,6 +450,10 @@ def format_table(summaries: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+DEVICE_TOPS = {"LFE5U-25F": "hw.top:build_top_25f"}
+"""Devices that get a smaller build of the default top (the book's parameters, see ``hw/top.py``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hw.synth",
@@ -481,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summaries, failed = [], []
     for device in devices:
+        if args.top == DEFAULT_TOP and device in DEVICE_TOPS:   # a smaller documented build for small parts
+            component = load_factory(DEVICE_TOPS[device])()
         print(f"synthesising {name} for {device} ...", file=sys.stderr, flush=True)
         try:
             s = synthesize(component, name=name, device=device, out_dir=args.out,

@@ -274,20 +274,50 @@ ITCH = RegisterBlock("itch", "ITCH 5.0 decoder (`hw/itch.py`). Every message rea
     counter("aborted", "Messages dropped: cut short upstream (truncated datagram)."),
 ))
 
+BOOK = RegisterBlock("book", "Order book (`hw/book.py`, `hw/ordertable.py`): order table, price-level windows and "
+                     "top of book for the instruments in the slot table. Every book message (A F E C X D U) of a "
+                     "slotted instrument counts in `messages`; every add lands in exactly one of `adds`, "
+                     "`lost_collision`, `lost_window`, `duplicate`, `rejected`.", (
+    ro("config", 32, "Build parameters: bits 0-7 log2 of the order table capacity, bits 8-15 log2 of the "
+       "price window in ticks (one tick = 100 price4 units), bits 16-23 instrument slots."),
+    rw("slot", 25, "A write sets slot bits 16-20 to stock locate bits 0-15, valid if bit 24 is set (clear "
+       "it to free the slot); refused (counted in `refused`) while the slot holds live orders.", strobe=True),
+    rw("window", 38, "A write sets the window base of book bits 32-37 (slot * 2 + 1 for the ask side) to "
+       "bits 0-31, in ticks (price4 / 100); refused (counted in `refused`) unless that book side is empty.",
+       strobe=True),
+    counter("messages", "Book messages (A F E C X D U) of slotted instruments."),
+    counter("adds", "Orders added to the book (A, F and the new order of a U)."),
+    counter("lost_collision", "Adds not kept: the order table index holds another live order (a BOOK_LOST "
+            "event names the order)."),
+    counter("lost_window", "Adds not kept: price off the tick grid or outside its book side's window (a "
+            "BOOK_LOST event names the order)."),
+    counter("duplicate", "Adds not kept: the reference is live in the table already."),
+    counter("rejected", "Adds not kept: side neither B nor S, or 0 shares."),
+    counter("unknown", "E C X D U of a reference that is not live in the table for that instrument."),
+    counter("overfill", "Executions and cancels of more shares than are open (the order is removed)."),
+    counter("recentred", "Adds into an empty book side outside its window that moved the window."),
+    counter("refused", "Host writes of `slot` or `window` refused because the book held orders."),
+    counter("tob", "Top-of-book changes (TOB records) produced."),
+))
+
 EVENTS = RegisterBlock("events", "Event stream to the host (`hw/events.py`).", (
-    rw("control", 2, "Bit 0: send every MoldUDP64 message to the host as a MESSAGE event; bit 1: send every "
-       "decoded ITCH record as an ITCH event (off: only gaps and, later, book and order events)."),
+    rw("control", 5, "Bit 0: send every MoldUDP64 message to the host as a MESSAGE event; bit 1: send every "
+       "decoded ITCH record as an ITCH event; bit 2: TOB events; bit 3: BOOK_LOST events; bit 4: LEVEL "
+       "events (kinds that are off are consumed without a packet; gaps always go)."),
     counter("events", "Event packets sent to the host."),
     counter("message_events", "MESSAGE events sent."),
     counter("gap_events", "GAP events sent."),
     counter("itch_events", "ITCH events sent."),
+    counter("tob_events", "TOB events sent."),
+    counter("lost_events", "BOOK_LOST events sent."),
+    counter("level_events", "LEVEL events sent."),
 ))
 
 TX = RegisterBlock("tx", "Frames the host sends to the network through the NIC (`hw/top.py`).", (
     counter("frames", "Frames sent from the host path to the network."),
 ))
 
-REGISTER_MAP = RegisterMap((TOP, ETH, MOLD, ITCH, EVENTS, TX))
+REGISTER_MAP = RegisterMap((TOP, ETH, MOLD, ITCH, BOOK, EVENTS, TX))
 """The NIC's register map, in bus address order."""
 
 

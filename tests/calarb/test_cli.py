@@ -195,3 +195,24 @@ def test_decode_itch_file_reports_a_truncated_tail(tmp_path):
     assert lines[-1]["seq"] == 200 and "truncated" in lines[-1]["error"]
     assert lines[-1]["hex"] == raw[-1][:-5].hex()
     assert json.loads(result.stderr.strip().splitlines()[-1])["summary"]["itch_errors"] == 1
+
+
+@pytest.mark.sim
+def test_replay_book_prints_the_same_tob_lines_from_software_and_gateware(tmp_path):
+    """``replay --book``: TOB JSON lines from the software path and the Verilated gateware are identical,
+    and (the window and table keep every order of this file) equal the reference book's events."""
+    from host.book import tob_events
+
+    path = tmp_path / "day.itch"
+    messages = itchfeed.generate_itch(6000, 8, seed=21)
+    itchfeed.write_itch_file(path, messages)
+    runner = CliRunner()
+    soft = runner.invoke(main, ["replay", str(path), "--book"], catch_exceptions=False)
+    hard = runner.invoke(main, ["replay", str(path), "--book", "--gateware"], catch_exceptions=False)
+    assert soft.exit_code == 0 and hard.exit_code == 0
+    soft_lines = [line for line in soft.stdout.splitlines() if line.startswith("{\"event\"")]
+    hard_lines = [line for line in hard.stdout.splitlines() if line.startswith("{\"event\"")]
+    assert len(soft_lines) > 1000
+    assert soft_lines == hard_lines
+    ref = [json.dumps(ev.as_json()) for ev in tob_events((seq, itch.decode(m)) for seq, m in enumerate(messages, 1))]
+    assert soft_lines == ref
