@@ -115,7 +115,9 @@ def book_locates(frames: list[bytes], limit: int = 32) -> list[int]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--port", type=int, default=None, help="Only UDP datagrams to this destination port.")
 @click.option("--raw", is_flag=True, help="Print messages as hex instead of decoding them as ITCH.")
-def decode(file: Path, port: int | None, raw: bool) -> None:
+@click.option("--templates", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Decode UDP payloads as FAST 1.1 with this template XML (dictionaries reset per datagram).")
+def decode(file: Path, port: int | None, raw: bool, templates: Path | None) -> None:
     """Print the messages of a pcap (MoldUDP64) or NASDAQ binary ITCH file as JSON lines.
 
     ITCH messages print their fields by name (plus session and sequence number); a
@@ -123,9 +125,14 @@ def decode(file: Path, port: int | None, raw: bool) -> None:
     A pcap whose first messages are not ITCH, or --raw, prints session, sequence
     number and hex. The file kind is told by the pcap magic number. Frames that are
     not UDP, and datagrams that are not MoldUDP64, are skipped and counted; a
-    summary goes to standard error.
+    summary goes to standard error. With --templates, the pcap's UDP payloads are
+    decoded as FAST 1.1 messages with those templates instead.
     """
     import itertools
+
+    if templates is not None:
+        _decode_fast(file, templates, port)
+        return
 
     from protocols import itch
 
@@ -171,6 +178,22 @@ def decode(file: Path, port: int | None, raw: bool) -> None:
     click.echo(json.dumps({"summary": dict(stats, file=kind, decoded="itch" if as_itch else "hex")}), err=True)
 
 
+def _decode_fast(file: Path, templates: Path, port: int | None) -> None:
+    """``decode --templates``: FAST 1.1 messages of a pcap as JSON lines, a summary on standard error."""
+    from calarb.fast_cmd import decode_fast_pcap
+    from protocols.fast import FastTemplateError
+
+    stats = Counter()
+    try:
+        for line in decode_fast_pcap(file, templates, port=port, stats=stats):
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+    except (PcapError, FastTemplateError) as e:
+        raise click.ClickException(f"{file}: {e}") from None
+    except BrokenPipeError:
+        return
+    click.echo(json.dumps({"summary": dict(stats, file="pcap", decoded="fast")}), err=True)
+
+
 def _decodes(message: bytes) -> bool:
     from protocols import itch
 
@@ -188,10 +211,10 @@ def feed() -> None:
 
 @feed.command("generate")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["pcap", "itch", "mold"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(["pcap", "itch", "mold", "fast"]), default=None,
               help="pcap: a realistic ITCH day in MoldUDP64 frames (the default); itch: the same as a NASDAQ "
                    "binary file; mold: random MoldUDP64 messages (the default when --frames, --fault-rate or "
-                   "--max-messages is given).")
+                   "--max-messages is given); fast: an options quote feed, FAST 1.1 over UDP.")
 @click.option("--messages", type=int, default=None, help="ITCH messages in the day (pcap, itch).  [default: 100000]")
 @click.option("--instruments", type=int, default=None, help="Stocks in the day (pcap, itch).  [default: 20]")
 @click.option("--seed", default=1, show_default=True)
@@ -199,18 +222,28 @@ def feed() -> None:
 @click.option("--fault-rate", type=float, default=None,
               help="Share of frames made malformed on purpose (mold).  [default: 0.0]")
 @click.option("--max-messages", type=int, default=None, help="Most messages per packet (mold).  [default: 12]")
+@click.option("--updates", type=int, default=None, help="Quote updates (fast).  [default: 5000]")
 def feed_generate(out: Path, fmt: str | None, messages: int | None, instruments: int | None, seed: int,
-                  frames: int | None, fault_rate: float | None, max_messages: int | None) -> None:
+                  frames: int | None, fault_rate: float | None, max_messages: int | None,
+                  updates: int | None) -> None:
     """Write a market data feed: a realistic ITCH 5.0 day (as a pcap of MoldUDP64 frames or a NASDAQ
     binary file), or a pcap of MoldUDP64 packets with random messages (and injected faults if asked)."""
     mold_options = {"--frames": frames, "--fault-rate": fault_rate, "--max-messages": max_messages}
     itch_options = {"--messages": messages, "--instruments": instruments}
+    fast_options = {"--updates": updates}
     if fmt is None:
         fmt = "mold" if any(v is not None for v in mold_options.values()) else "pcap"
-    stray = [name for name, v in (itch_options if fmt == "mold" else mold_options).items() if v is not None]
+    applies = {"mold": mold_options, "fast": fast_options}.get(fmt, itch_options)
+    stray = [name for name, v in {**mold_options, **itch_options, **fast_options}.items()
+             if v is not None and name not in applies]
     if stray:
         raise click.UsageError(f"{', '.join(stray)} does not apply to --format {fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "fast":
+        from calarb.fast_cmd import generate_fast_feed
+
+        click.echo(json.dumps(generate_fast_feed(out, seed, updates=5000 if updates is None else updates)))
+        return
     if fmt == "mold":
         from protocols.pcap import write_pcap
         from sim import moldfeed
@@ -565,6 +598,15 @@ def calibrate(model: str, chain: Path, spot: float | None, rate: float | None, d
     os.replace(tmp, plot)
     click.echo(f"plot: {plot}", err=True)
 
+
+def _register_commands() -> None:
+    """Commands that live in their own modules."""
+    from calarb.exchange_cmd import exchange
+
+    main.add_command(exchange)
+
+
+_register_commands()
 
 if __name__ == "__main__":
     main()
