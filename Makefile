@@ -33,6 +33,9 @@ bench: setup
 	$(PY) -m bench.simnic
 	$(PY) -m bench.itch_codec
 	$(PY) -m bench.calibration
+	$(PY) -m bench.fix
+	$(PY) -m bench.fast_codec
+	$(PY) -m bench.host_stages
 
 demo: setup
 	$(PY) -m calarb.cli demo
