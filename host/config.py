@@ -1,7 +1,7 @@
 """Engine configuration: dataclasses per stage, loaded from one TOML file.
 
 What
-    :class:`EngineConfig` holds one section per stage (``[signals.pairs]``,
+    :class:`EngineConfig` holds the engine's own ``[engine]`` section and one section per stage (``[signals.pairs]``,
     ``[aggregation]``, ``[risk]``, ``[sizing]``, ``[routing]``, ``[arming]``,
     ``[reconcile]``, ``[retry]``, ``[storage]``, ``[metrics]``,
     ``[latency]``) plus ``[[instruments]]`` and ``[[pairs]]`` tables.
@@ -42,6 +42,7 @@ __all__ = [
     "RetryConfig",
     "RiskLimits",
     "RoutingConfig",
+    "RunConfig",
     "SignalsConfig",
     "SizingConfig",
     "StorageConfig",
@@ -238,12 +239,48 @@ class SizingConfig:
 
 @dataclass(frozen=True)
 class VenueConfig:
+    """A venue: its latency (routing) and, for the engine, where to reach it.
+
+    Order entry: FIX 4.4 to ``fix_host:fix_port`` with TargetCompID
+    ``comp_id`` (default: ``name``); ``fix_port = 0`` routes nothing there.
+    Market data: the engine binds ``md_host:md_port`` (0 picks a free port)
+    for the venue's MoldUDP64 datagrams and re-requests gaps from
+    ``retransmit_host:retransmit_port`` (0: no recovery). ``session`` pins
+    the MoldUDP64 session ("" learns it from the first datagram);
+    ``locates`` maps symbols to the venue's ITCH stock locates (empty: the
+    instruments in config order are locates 1, 2, ...).
+    """
+
     name: str
     latency_us: float = 50.0
+    fix_host: str = "127.0.0.1"
+    fix_port: int = 0
+    comp_id: str = ""
+    fix_heartbeat_s: int = 30
+    md_host: str = "127.0.0.1"
+    md_port: int = 0
+    retransmit_host: str = "127.0.0.1"
+    retransmit_port: int = 0
+    session: str = ""
+    locates: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         _check(bool(self.name), "name", "must not be empty")
         _nonneg(self, "latency_us")
+        for key in ("fix_port", "md_port", "retransmit_port"):
+            v = getattr(self, key)
+            _check(0 <= v <= 65535, key, f"must be a port in [0, 65535], got {v!r}")
+        _check(self.fix_heartbeat_s >= 1, "fix_heartbeat_s", f"must be >= 1, got {self.fix_heartbeat_s!r}")
+        _check(len(self.session) <= 10 and self.session.isascii(), "session",
+               f"must be at most 10 ASCII characters, got {self.session!r}")
+        for sym, loc in self.locates.items():
+            _check(1 <= loc <= 0xFFFF, f"locates.{sym}", f"must be a stock locate in [1, 65535], got {loc!r}")
+        locs = list(self.locates.values())
+        _check(len(set(locs)) == len(locs), "locates", f"two symbols share a stock locate: {self.locates}")
+
+    @property
+    def target_comp_id(self) -> str:
+        return self.comp_id or self.name
 
 
 @dataclass(frozen=True)
@@ -373,7 +410,56 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class RunConfig:
+    """The engine's own settings (``[engine]``): identity, capital, order style, timers, recalibration.
+
+    ``capital`` is the equity before P&L (sizing and drawdown use it);
+    ``order_tif`` "ioc" takes the touch and cancels the rest, "day" leaves
+    the rest resting; ``trade = false`` runs every stage but sends nothing.
+    Every ``rebalance_interval_s`` (0: never) the engine trades again
+    towards targets that position + open orders miss (an IOC that found
+    the touch gone).
+    Pairs recalibration (Engle-Granger on the last ``recal_window``
+    observations) runs every ``recalibrate_every`` observations (0: only
+    when reconciliation's slippage statistics ask) and is accepted only
+    with a p-value under ``recal_max_pvalue`` and a hedge ratio within
+    ``recal_max_change`` (relative) of the last accepted one.
+    """
+
+    comp_id: str = "CALARB"
+    capital: float = 1_000_000.0
+    clordid_prefix: str = "CA"
+    order_tif: str = "ioc"
+    trade: bool = True
+    timer_s: float = 0.05
+    flush_interval_s: float = 0.5
+    status_interval_s: float = 0.5
+    retransmit_retry_s: float = 0.05
+    rebalance_interval_s: float = 1.0
+    fix_fsync: str = "always"
+    recalibrate_every: int = 0
+    recal_window: int = 200
+    recal_max_pvalue: float = 0.05
+    recal_max_change: float = 0.5
+    recal_alert_after: int = 3
+
+    def __post_init__(self):
+        _check(bool(self.comp_id) and "=" not in self.comp_id, "comp_id", f"must be a CompID, got {self.comp_id!r}")
+        _check(self.clordid_prefix.isalnum(), "clordid_prefix",
+               f"must be letters and digits, got {self.clordid_prefix!r}")
+        _check(self.order_tif in ("ioc", "day"), "order_tif", f"must be 'ioc' or 'day', got {self.order_tif!r}")
+        _check(self.fix_fsync in ("always", "never"), "fix_fsync",
+               f"must be 'always' or 'never', got {self.fix_fsync!r}")
+        _positive(self, "capital", "timer_s", "flush_interval_s", "status_interval_s", "retransmit_retry_s",
+                  "recal_max_change", "recal_alert_after")
+        _nonneg(self, "recalibrate_every", "rebalance_interval_s")
+        _check(self.recal_window >= 10, "recal_window", f"must be >= 10, got {self.recal_window!r}")
+        _unit(self, "recal_max_pvalue", open_low=True)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
+    engine: RunConfig = field(default_factory=RunConfig)
     instruments: list[InstrumentConfig] = field(default_factory=list)
     pairs: list[PairConfig] = field(default_factory=list)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
@@ -398,6 +484,9 @@ class EngineConfig:
                 for leg in ("y", "x"):
                     _check(getattr(p, leg) in known, f"pairs[{k}].{leg}",
                            f"{getattr(p, leg)!r} is not among the instruments")
+            for k, v in enumerate(self.routing.venues):
+                for sym in v.locates:
+                    _check(sym in known, f"routing.venues[{k}].locates.{sym}", "is not among the instruments")
 
     @property
     def sectors(self) -> dict[str, str]:
