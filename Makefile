@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m bench.rx_pipeline
 	$(PY) -m bench.simnic
 	$(PY) -m bench.itch_codec
+	$(PY) -m bench.book
 	$(PY) -m bench.calibration
 	$(PY) -m bench.fix
 	$(PY) -m bench.fast_codec

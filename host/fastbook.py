@@ -103,7 +103,7 @@ def _prefetch_row(typingctx, arr, row):
 # --------------------------------------------------------------------------- #
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _be(buf, pos, width):
     v = np.uint64(0)
     for k in range(width):
@@ -111,7 +111,7 @@ def _be(buf, pos, width):
     return v
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _le8(buf, pos):
     v = np.uint64(0)
     for k in range(7, -1, -1):
@@ -128,12 +128,12 @@ _REF, _SIDE, _PRICE, _SHARES = range(4)
 """Columns of an order row; ``_SIDE`` holds ``2 * locate + side`` (0 bid, 1 ask), -1 for a free row."""
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _home(ref, shift):
     return np.int64((ref * _GOLDEN) >> np.uint64(shift))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _find(ot, shift, ref):
     """Row of live order ``ref``, or -1."""
     mask = len(ot) - 1
@@ -146,7 +146,7 @@ def _find(ot, shift, ref):
     return np.int64(-1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _insert(ot, shift, ref, side, price, shares):
     mask = len(ot) - 1
     i = _home(ref, shift)
@@ -191,7 +191,7 @@ def _rehash(ot, bits):
 # --------------------------------------------------------------------------- #
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _search(lv, s, n, key):
     """First index in ``[0, n)`` of the run at ``s`` whose key is >= ``key`` (n if none): walk
     down from the best end, where nearly all the flow is, then binary search what is left."""
@@ -211,7 +211,7 @@ def _search(lv, s, n, key):
     return lo
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _level_add(b, key, shares, bk, lv, used):
     """Add one order of ``shares`` at ``key`` to side ``b``; returns the pool's new used size.
     The caller guarantees room for moving the side to a slot twice its size."""
@@ -234,7 +234,7 @@ def _level_add(b, key, shares, bk, lv, used):
     return used
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _level_take(b, key, shares, leaves, bk, lv):
     """Take ``shares`` off the level at ``key`` of side ``b``; ``leaves``: an order leaves it."""
     s, n = bk[b, 0], bk[b, 1]
@@ -248,7 +248,7 @@ def _level_take(b, key, shares, leaves, bk, lv):
             bk[b, 1] = n - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _best(b, bk, lv):
     """``(price, shares)`` of side ``b``'s best level, (0, 0) when empty."""
     n = bk[b, 1]
@@ -268,7 +268,7 @@ _AHEAD = 8
 """How many messages ahead the pass prefetches the order-table row of a message's reference."""
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _trade(trades, j, loc, side, price, shares, ref, match, ts, seq, code):
     trades[j, 0], trades[j, 1], trades[j, 2], trades[j, 3] = loc, side, price, shares
     trades[j, 4], trades[j, 5], trades[j, 6], trades[j, 7] = np.int64(ref), np.int64(match), ts, seq
