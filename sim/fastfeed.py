@@ -22,6 +22,11 @@ Messages are packed into UDP datagrams of at most :data:`MAX_PAYLOAD`
 bytes and every FAST dictionary is reset at the start of each datagram (as
 the template file says), then written as Ethernet/IPv4/UDP frames to
 :data:`FEED_IP`:\\ :data:`FEED_PORT` in a nanosecond pcap.
+
+The quote updates are drawn and priced in one vectorised pass (one
+Black-Scholes call for the whole feed); encoding is the codec's.
+:func:`cached_fast_feed` keeps a generated feed under ``build/fastfeed/``,
+keyed by its parameters and the generator's sources.
 """
 
 from __future__ import annotations
@@ -112,6 +117,10 @@ class _Quoter:
         self.vol_spread, self.wing_spread = vol_spread, wing_spread
 
     def quotes(self, spot: float, t_years: float, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.quotes_at(np.full(len(idx), spot), np.full(len(idx), t_years), idx)
+
+    def quotes_at(self, spot: np.ndarray, t_years: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quotes of series ``idx[j]`` at spot ``spot[j]`` and time ``t_years[j]`` (vectorised)."""
         K, T, iv, call = self.K[idx], np.maximum(self.T0[idx] - t_years, 1e-4), self.iv[idx], self.call[idx]
         price = bs.price(spot, K, T, self.r, self.q, iv, call)
         F = spot * np.exp((self.r - self.q) * T)
@@ -199,27 +208,40 @@ def generate_fast_feed(updates: int = 5000, seed: int = 1, *, expiries_days=(30,
     ts += 1_000_000
     batches.append((ts, entries_message(entries)))
 
-    S, t_years = spot, 0.0
-    feed.spot_path.append(S)
+    # Every random draw of the quote updates at once (vectorised: one Black-Scholes call for the
+    # whole feed), then a loop that only diffs the books.
+    gaps_s = rng.exponential(mean_gap_ms / 1000.0, updates)
+    normals = rng.standard_normal(updates)
+    ks = np.minimum(rng.integers(1, 7, updates), n)
+    order = np.argsort(rng.random((updates, n)), axis=1)
+    dt = gaps_s / (252 * 6.5 * 3600)
+    S_path = spot * np.exp(np.cumsum(-0.5 * sigma * sigma * dt + sigma * np.sqrt(dt) * normals))
+    t_path = np.cumsum(gaps_s) / (365 * 24 * 3600)
+    ts_path = ts + np.cumsum(np.maximum(1000, (gaps_s * 1e9).astype(np.int64)))
+    feed.spot_path.append(spot)
+    feed.spot_path.extend(S_path.tolist())
+    step_of = np.repeat(np.arange(updates), ks)
+    idx_all = np.concatenate([np.sort(order[i, :ks[i]]) for i in range(updates)]) if updates else \
+        np.zeros(0, dtype=np.int64)
+    bids, asks = quoter.quotes_at(S_path[step_of], t_path[step_of], idx_all)
+    m2 = 2 * levels
+    fresh = rng.integers(10, 200, (idx_all.size, m2)) * np.tile(np.repeat(np.arange(1, levels + 1), 2), 1)
+    churn = rng.random((idx_all.size, m2)) < 0.3
+    moves = rng.integers(-50, 51, (idx_all.size, m2))
+    bids, asks, idx_l = bids.tolist(), asks.tolist(), idx_all.tolist()
+    keys = [(side, lv) for lv in range(1, levels + 1) for side in (BID, OFFER)]
+    pair = 0
     for step in range(updates):
-        gap_s = rng.exponential(mean_gap_ms / 1000.0)
-        ts += max(1000, int(gap_s * 1e9))
-        dt = gap_s / (252 * 6.5 * 3600)
-        t_years += gap_s / (365 * 24 * 3600)
-        S *= math.exp(-0.5 * sigma * sigma * dt + sigma * math.sqrt(dt) * rng.standard_normal())
-        feed.spot_path.append(S)
-        k = int(rng.integers(1, 7))
-        idx = np.sort(rng.choice(n, size=min(k, n), replace=False))
-        bid, ask = quoter.quotes(S, t_years, idx)
+        ts = int(ts_path[step])
         entries = []
-        for j, i in enumerate(idx):
-            sid = int(i) + 1
+        for _ in range(int(ks[step])):
+            i = idx_l[pair]
+            sid = i + 1
             old = book[sid]
-            sizes = np.array([old.get((side, lv), (0, int(rng.integers(10, 200)) * lv))[1]
-                              for lv in range(1, levels + 1) for side in (BID, OFFER)])
-            churn = rng.random(sizes.size) < 0.3
-            sizes = np.where(churn, np.maximum(1, sizes + rng.integers(-50, 51, sizes.size)), sizes)
-            new = _levels(int(bid[j]), int(ask[j]), levels, sizes)
+            sizes = np.array([old[key][1] if key in old else fresh[pair, j] for j, key in enumerate(keys)])
+            sizes = np.where(churn[pair], np.maximum(1, sizes + moves[pair]), sizes)
+            new = _levels(bids[pair], asks[pair], levels, sizes)
+            pair += 1
             for key in sorted(set(old) | set(new)):
                 side, lv = key
                 if key not in new:
@@ -276,3 +298,46 @@ def frames(feed: FastFeed) -> list[tuple[int, bytes]]:
 def write_fast_pcap(path: str | os.PathLike, feed: FastFeed) -> int:
     """Write the feed's frames to a nanosecond pcap (atomically); returns the frame count."""
     return write_pcap(path, frames(feed))
+
+
+CACHE_DIR = Path(__file__).resolve().parent.parent / "build" / "fastfeed"
+
+
+def _sources_digest() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for rel in ("sim/fastfeed.py", "sim/optionchain.py", "protocols/fast/codec.py", "protocols/fast/templates.py",
+                "models/black_scholes.py"):
+        h.update((root / rel).read_bytes())
+    h.update(TEMPLATES_PATH.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(updates: int, seed: int, **kw) -> str:
+    """The cache key of a feed: its parameters and the sources that shape it."""
+    import hashlib
+
+    params = repr((updates, seed, sorted(kw.items())))
+    return hashlib.sha256(f"{params}|{_sources_digest()}".encode()).hexdigest()[:20]
+
+
+def cached_fast_feed(updates: int = 5000, seed: int = 1, cache_dir: Path | None = None, **kw) -> FastFeed:
+    """:func:`generate_fast_feed`, kept as a pickle under ``build/fastfeed/`` keyed by the parameters
+    and the generator's sources, so a rerun with the same arguments loads it instead."""
+    import pickle
+
+    d = Path(cache_dir or CACHE_DIR)
+    path = d / f"{cache_key(updates, seed, **kw)}.pkl"
+    if path.exists():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:          # a damaged cache file is regenerated
+            pass
+    feed = generate_fast_feed(updates, seed, **kw)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(feed, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)
+    return feed

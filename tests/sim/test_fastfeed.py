@@ -134,3 +134,15 @@ def test_a_corrupt_datagram_is_reported_and_the_next_ones_decode(pcap, tmp_path)
     errors = [x for x in lines if "error" in x]
     assert len(errors) == 1 and errors[0]["frame"] == 3 and errors[0]["code"] in ("D9", "R6", "D2")
     assert max(x["frame"] for x in lines) == len(recs) - 1
+
+
+def test_cached_feed_is_the_generated_feed_and_is_reused(tmp_path):
+    kw = dict(expiries_days=(30,), strikes_per_expiry=4, levels=2)
+    a = fastfeed.cached_fast_feed(60, 8, cache_dir=tmp_path, **kw)
+    files = list(tmp_path.glob("*.pkl"))
+    assert len(files) == 1
+    b = fastfeed.cached_fast_feed(60, 8, cache_dir=tmp_path, **kw)
+    assert a.datagrams == b.datagrams == fastfeed.generate_fast_feed(60, 8, **kw).datagrams
+    assert list(tmp_path.glob("*.pkl")) == files
+    fastfeed.cached_fast_feed(60, 9, cache_dir=tmp_path, **kw)          # other parameters, other entry
+    assert len(list(tmp_path.glob("*.pkl"))) == 2
