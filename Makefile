@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 JOBS   ?= 2
 
-.PHONY: setup test sim synth bench demo docs clean
+.PHONY: setup test sim synth bench demo soak docs clean
 
 setup: $(STAMP)
 
@@ -38,8 +38,13 @@ bench: setup
 	$(PY) -m bench.fast_codec
 	$(PY) -m bench.host_stages
 
+# The main job: a one-minute run of the whole loop (exchange, simulated NIC, host); prints the run directory.
 demo: setup
-	$(PY) -m calarb.cli demo
+	$(PY) -m calarb.cli run-demo --duration 60 --run-dir build/demo-run
+
+# Ten minutes of the loop at a high feed rate with injected faults, then the end checks (not in CI).
+soak: setup
+	OPENBLAS_NUM_THREADS=1 $(PY) -m calarb.soak --minutes 10 --run-dir build/soak
 
 docs: setup
 	$(PY) -m protocols.registers

@@ -602,8 +602,11 @@ def calibrate(model: str, chain: Path, spot: float | None, rate: float | None, d
 def _register_commands() -> None:
     """Commands that live in their own modules."""
     from calarb.exchange_cmd import exchange
+    from calarb.run_cmd import run, run_demo
 
     main.add_command(exchange)
+    main.add_command(run)
+    main.add_command(run_demo)
 
 
 _register_commands()

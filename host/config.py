@@ -4,7 +4,7 @@ What
     :class:`EngineConfig` holds the engine's own ``[engine]`` section and one section per stage (``[signals.pairs]``,
     ``[aggregation]``, ``[risk]``, ``[sizing]``, ``[routing]``, ``[arming]``,
     ``[reconcile]``, ``[retry]``, ``[storage]``, ``[metrics]``,
-    ``[latency]``) plus ``[[instruments]]`` and ``[[pairs]]`` tables.
+    ``[latency]``, ``[options]``) plus ``[[instruments]]`` and ``[[pairs]]`` tables.
     :func:`load_config` / :func:`config_from_dict` build it and refuse a
     wrong config with :class:`ConfigError` naming the dotted key
     (``risk.max_order_qty``, ``instruments[2].sector``): unknown keys, wrong
@@ -35,6 +35,7 @@ __all__ = [
     "InstrumentConfig",
     "LatencyConfig",
     "MetricsConfig",
+    "OptionsConfig",
     "PairConfig",
     "PairsSignalConfig",
     "ReconcileConfig",
@@ -458,6 +459,33 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class OptionsConfig:
+    """Options on one ``underlying``: the chain's quotes reach :meth:`host.engine.Engine.on_option_quotes`;
+    every ``calibrate_every_s`` the engine calibrates ``model`` (Heston on the whole surface or SABR per
+    expiry, :class:`host.calibration.Calibrator`, off the event loop) and the vol-arb signal compares the
+    quotes with the last accepted model. ``max_rmse_iv`` and ``max_rel_change`` are the calibration's
+    acceptance thresholds; ``alert_after`` refused calibrations in a row raise an alert. No venue lists
+    options yet: vol-arb signals are recorded, not traded.
+    """
+
+    enabled: bool = False
+    underlying: str = ""
+    model: str = "heston"
+    calibrate_every_s: float = 10.0
+    rate: float = 0.03
+    dividend: float = 0.01
+    max_rmse_iv: float = 0.01
+    max_rel_change: float = 0.5
+    alert_after: int = 3
+
+    def __post_init__(self):
+        _check(self.model in ("heston", "sabr"), "model", f"must be 'heston' or 'sabr', got {self.model!r}")
+        _check(not self.enabled or bool(self.underlying), "underlying", "must be set when options are enabled")
+        _positive(self, "calibrate_every_s", "max_rmse_iv", "max_rel_change", "alert_after")
+        _check(math.isfinite(self.rate) and math.isfinite(self.dividend), "rate", "rate and dividend must be finite")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     engine: RunConfig = field(default_factory=RunConfig)
     instruments: list[InstrumentConfig] = field(default_factory=list)
@@ -473,6 +501,7 @@ class EngineConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    options: OptionsConfig = field(default_factory=OptionsConfig)
 
     def __post_init__(self):
         names = [i.name for i in self.instruments]
@@ -484,6 +513,9 @@ class EngineConfig:
                 for leg in ("y", "x"):
                     _check(getattr(p, leg) in known, f"pairs[{k}].{leg}",
                            f"{getattr(p, leg)!r} is not among the instruments")
+            if self.options.enabled:
+                _check(self.options.underlying in known, "options.underlying",
+                       f"{self.options.underlying!r} is not among the instruments")
             for k, v in enumerate(self.routing.venues):
                 for sym in v.locates:
                     _check(sym in known, f"routing.venues[{k}].locates.{sym}", "is not among the instruments")

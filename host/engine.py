@@ -80,6 +80,7 @@ import numpy as np
 
 from host.aggregate import aggregate
 from host.arming import arm
+from host.calibration import Calibrator, Chain, ValidationConfig, _jsonable, prepare
 from host.config import EngineConfig, PairConfig, load_config
 from host.fix import Application, FileStore, Initiator, SessionConfig, new_order_single
 from host.gateway import Gateway, GatewayLimits
@@ -91,12 +92,14 @@ from host.reconcile import Reconciler
 from host.retry import RetryError, aretry
 from host.risk import RiskManager
 from host.routing import RoutingError, route
-from host.signals import PairsSignal, SignalEngine
+from host.signals import OptionQuotes, PairsSignal, SignalEngine, VolArbSignal, heston_model_iv, sabr_model_iv
 from host.sizing import SizingError, size_legs
 from host.softnic import SoftwareNic
 from host.storage import Storage
 from host.types import Execution, OrderIntent, Side, TopOfBook, check_tob
+from models.heston import HestonParams
 from models.pairs import engle_granger
+from models.sabr import SABRParams
 from protocols import fix
 from protocols.events import LostEvent, TobEvent
 
@@ -160,6 +163,45 @@ class Journal:
                 except json.JSONDecodeError:  # a torn last line (the process was killed mid-write)
                     break
         return out
+
+
+RCVBUF_BYTES = 8 << 20
+"""Receive buffer asked for each feed socket: a burst the loop cannot take at once waits in the kernel
+instead of being dropped (and re-requested); the kernel caps it at ``net.core.rmem_max``."""
+
+
+def _large_receive_buffer(transport) -> None:
+    import socket
+
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF_BYTES)
+            return
+        except OSError:  # SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped, never refused
+            continue
+
+
+def _model_params(model: str, params: dict):
+    """Calibration parameters as stored (JSON) back to the model's parameter objects."""
+    if model == "heston":
+        return HestonParams(**{k: float(params[k]) for k in ("v0", "kappa", "theta", "sigma", "rho")})
+    return {int(d): SABRParams(float(p["alpha"]), float(p["beta"]), float(p["rho"]), float(p["nu"]))
+            for d, p in params.items()}
+
+
+def _params_json(params) -> dict:
+    if isinstance(params, HestonParams):
+        return {k: float(getattr(params, k)) for k in ("v0", "kappa", "theta", "sigma", "rho")}
+    return {str(d): {"alpha": p.alpha, "beta": p.beta, "rho": p.rho, "nu": p.nu} for d, p in params.items()}
+
+
+def _finite_list(a) -> list:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(a, dtype=float)]
 
 
 @dataclass
@@ -252,6 +294,20 @@ class Engine:
         self._orders_this_tick = 0
         self._flush_now = False
         self._closed = False
+        ocfg = cfg.options
+        self.calibrator: Calibrator | None = None
+        if ocfg.enabled:
+            self.calibrator = Calibrator(ocfg.model, alert_after=ocfg.alert_after,
+                                         validation=ValidationConfig(max_rmse_iv=ocfg.max_rmse_iv,
+                                                                     max_rel_change=ocfg.max_rel_change))
+        self.volarb = VolArbSignal(cfg.signals.volarb)
+        self.chain: OptionQuotes | None = None
+        self.model_iv: np.ndarray | None = None
+        self._volarb_state: dict[str, int] = {}
+        self._calibration_task: asyncio.Task | None = None
+        self._last_calibration = -math.inf
+        self._fail_calibrations = 0
+        self.gateware_cycles: deque = deque(maxlen=65536)
 
     # ================================================================= helpers
 
@@ -357,6 +413,12 @@ class Engine:
             for pm in self.pairs:
                 if (pm.config.y, pm.config.x) == (p["y"], p["x"]):
                     self._set_hedge(pm, p["hedge_ratio"], p["pvalue"])
+        if self.calibrator is not None:
+            model = self.calibrator.model
+            rows = self.storage.scan("calibrations", f"model = '{model}' AND accepted").to_pylist()
+            if rows:
+                self.calibrator.params = _model_params(model, json.loads(rows[-1]["params"]))
+                report["options_calibration"] = True
         self._journal_records = []
         self.audit("recovered", report)
         self.stats["recovered_orders"] = report["orders"]
@@ -458,6 +520,7 @@ class Engine:
                 new = self.signal_engine.run("pairs", pm.signal.update, y, x, timestamp)
             if new or (not full and pm.signal._n >= pm.signal.config.window):
                 self.rearm(pm)  # the model's state changed: its first full window, an entry or an exit
+            self._record_spread(pm, y, x)
             signals += new
         if not signals:
             return
@@ -534,6 +597,8 @@ class Engine:
         refused = [(i, d) for i, d in zip(intents, decisions) if not d.accepted]
         for i, d in refused:
             self.stats["refused"] += 1
+            for b in d.breaches:
+                self.stats[f"refused_{b}"] += 1
             self.audit("risk_refused", {"instrument": i.instrument, "side": i.side.name, "qty": i.quantity,
                                         "breaches": list(d.breaches), "reasons": list(d.reasons)})
         if refused and any(not d.reducing for _, d in refused):
@@ -620,8 +685,14 @@ class Engine:
         self.audit("mismatch", {"kind": m.kind, "clordid": m.clordid, "detail": m.detail})
 
     def on_gateware_order(self, venue: str, clordid: str, instrument: str, side: Side, quantity: int,
-                          limit_price: int) -> None:
-        """A gateware order-sent report (a trigger fired): reconcile it, then re-arm the instrument's pairs."""
+                          limit_price: int, tick_to_trade_cycles: int | None = None) -> None:
+        """A gateware order-sent report (a trigger fired): reconcile it, then re-arm the instrument's pairs.
+
+        ``tick_to_trade_cycles`` (the report's cycle stamp minus the triggering frame's ingress cycle) goes to
+        ``latency.json`` (``gateware.tick_to_trade_cycles``), which the run report plots in cycles and ns.
+        """
+        if tick_to_trade_cycles is not None:
+            self.gateware_cycles.append(int(tick_to_trade_cycles))
         self.reconciler.on_sent(clordid, instrument, side, quantity, limit_price, origin="gateware",
                                 timestamp=self._now_ns(), decision_price=self.mids.get(instrument))
         self.order_venue[clordid] = venue
@@ -730,6 +801,123 @@ class Engine:
         self.stats["arms"] += n
         return n
 
+
+    # ================================================================= options: calibration and vol arb
+
+    def _record_spread(self, pm: PairModel, y: float, x: float) -> None:
+        """One pair observation for the run report: spread, its rolling mean and std, z, position."""
+        sig = pm.signal
+        if sig is None or sig._n < sig.config.window:
+            return
+        w = sig._window
+        self.storage.append("audit", {"time_ns": self._now_ns(), "kind": "spread", "detail": json.dumps({
+            "pair": f"{pm.config.y}/{pm.config.x}", "spread": y - sig.hedge_ratio * x, "mean": float(w.mean()),
+            "std": float(w.std()), "z": None if math.isnan(sig.last_z) else float(sig.last_z),
+            "position": sig.position, "hedge_ratio": sig.hedge_ratio,
+            "entry_z": sig.config.entry_z, "exit_z": sig.config.exit_z})})
+
+    def on_option_quotes(self, quotes: OptionQuotes) -> list:
+        """The chain's latest quotes: kept for the next calibration; vol-arb signals against the last accepted
+        model (recorded when an option's direction changes; no venue lists options, so nothing is sent)."""
+        self.chain = quotes
+        self.stats["chain_updates"] += 1
+        if self.calibrator is None or self.calibrator.params is None or not self.config.signals.volarb.enabled:
+            return []
+        with self.latency.measure("volarb"):
+            self.model_iv = self._model_iv(self.calibrator.params, quotes)
+            rmse = self._last_rmse_iv
+            signals = self.signal_engine.run("volarb", self.volarb.evaluate, quotes, self.model_iv, rmse,
+                                             self._now_ns())
+        new = {s.instrument: s for s in signals}
+        changed = []
+        for k in sorted(set(new) | set(self._volarb_state)):
+            d = new[k].direction if k in new else 0
+            if d != self._volarb_state.get(k, 0):
+                changed.append((k, d, new.get(k)))
+                if d:
+                    self._volarb_state[k] = d
+                else:
+                    self._volarb_state.pop(k, None)
+        t = self._now_ns()
+        for k, d, sig in changed:
+            self.stats["volarb_signals"] += 1
+            self.storage.append("signals", {"time_ns": t, "instrument": k, "source": "volarb", "direction": d,
+                                            "confidence": sig.confidence if sig else 1.0,
+                                            "strength": sig.strength if sig else 0.0, "grp": f"volarb:{k}",
+                                            "expected_return": sig.expected_return if sig else 0.0,
+                                            "ratio": 1.0})
+        return signals
+
+    _last_rmse_iv = 0.0
+
+    @staticmethod
+    def _model_iv(params, quotes: OptionQuotes) -> np.ndarray:
+        if isinstance(params, HestonParams):
+            return np.asarray(heston_model_iv(params, quotes), dtype=float)
+        return sabr_model_iv(params, quotes)
+
+    def inject_calibration_failure(self, count: int = 1) -> None:
+        """Fault injection (soak): the next ``count`` option calibrations get no quotes and are refused."""
+        self._fail_calibrations += count
+
+    def _chain_for_calibration(self) -> Chain:
+        q = self.chain
+        n = 0 if self._fail_calibrations > 0 else len(q.instrument)
+        sel = slice(0, n)
+        return Chain(spot=float(q.spot), rate=float(q.rate), dividend=float(q.dividend),
+                     expiry=np.asarray(q.expiry, float)[sel], strike=np.asarray(q.strike, float)[sel],
+                     is_call=np.asarray(q.is_call, bool)[sel], bid=np.asarray(q.bid, float)[sel],
+                     ask=np.asarray(q.ask, float)[sel], line=np.arange(n))
+
+    async def calibrate_options(self) -> bool:
+        """Calibrate the model on the latest chain off the event loop; accepted or refused (the last stays)."""
+        if self.calibrator is None or self.chain is None:
+            return False
+        injected = self._fail_calibrations > 0
+        chain, quotes = self._chain_for_calibration(), self.chain
+        if injected:
+            self._fail_calibrations -= 1
+        t0 = time.perf_counter_ns()
+        outcome = await asyncio.to_thread(lambda: self.calibrator.calibrate(prepare(chain)))
+        self.latency.record("calibration", time.perf_counter_ns() - t0)
+        metrics = {"reasons": outcome.reasons, "injected_failure": injected,
+                   "consecutive_failures": outcome.consecutive_failures}
+        if outcome.fit is not None:
+            metrics.update(outcome.fit.metrics())
+        if outcome.accepted:
+            self.stats["option_calibrations_accepted"] += 1
+            rmse = getattr(outcome.fit, "rmse_iv", None)
+            if rmse is None and hasattr(outcome.fit, "fits"):
+                rmse = float(np.sqrt(np.mean([f.rmse ** 2 for f in outcome.fit.fits]))) if outcome.fit.fits else 0.0
+            self._last_rmse_iv = float(rmse or 0.0)
+            _, _, market_iv = quotes.implied_vols()
+            model_iv = self._model_iv(outcome.params, quotes)
+            metrics["surface"] = {"expiry_days": _finite_list(quotes.expiry * 365.0),
+                                  "strike": _finite_list(quotes.strike), "is_call": [bool(c) for c in quotes.is_call],
+                                  "market_iv": _finite_list(market_iv), "model_iv": _finite_list(model_iv),
+                                  "spot": float(quotes.spot)}
+            metrics["rmse_iv"] = self._last_rmse_iv
+        else:
+            self.stats["option_calibrations_refused"] += 1
+            if outcome.alert:
+                self.audit("calibration_alert", {"model": self.calibrator.model, "reasons": outcome.reasons,
+                                                 "failures": outcome.consecutive_failures})
+        self.storage.append("calibrations", {
+            "time_ns": self._now_ns(), "model": self.calibrator.model, "accepted": outcome.accepted,
+            "fingerprint": outcome.fingerprint,
+            "params": json.dumps(_params_json(outcome.params) if outcome.accepted else {}),
+            "metrics": json.dumps(_jsonable(metrics), allow_nan=False)})
+        return outcome.accepted
+
+    def _maybe_calibrate(self, now: float) -> None:
+        if (self.calibrator is None or self.chain is None or now - self._last_calibration
+                < self.config.options.calibrate_every_s):
+            return
+        if self._calibration_task is not None and not self._calibration_task.done():
+            return
+        self._last_calibration = now
+        self._calibration_task = asyncio.create_task(self.calibrate_options())
+
     # ================================================================= readiness and timer
 
     def _check_ready(self) -> None:
@@ -793,8 +981,11 @@ class Engine:
                     if missed and self.ready:
                         self.stats["rebalances"] += 1
                         self.rebalance(missed)
+                self._maybe_calibrate(now)
                 if now - self._last_status >= cfg.status_interval_s:
                     self._last_status = now
+                    self.audit("pnl", {**self.reconciler.pnl(), "equity": self.equity,
+                                       "positions": {k: p.quantity for k, p in self.reconciler.positions.items()}})
                     self.write_status()
             except Exception:  # noqa: BLE001 - the timer must keep running; the failure is logged
                 log.exception("engine timer")
@@ -846,8 +1037,11 @@ class Engine:
         _write_json(self.run_dir / "engine.json", self.status())
 
     def latency_report(self) -> dict:
+        """Per-stage figures, plus the host path's tick-to-order samples (ns) for the run report's histogram."""
         return {"stages": self.latency.report(), "stats": dict(self.stats), "started_ns": self.started_ns,
-                "written_ns": time.time_ns()}
+                "written_ns": time.time_ns(),
+                "samples_ns": {"tick_to_order": self.latency.samples("tick_to_order").tolist()},
+                "gateware": {"tick_to_trade_cycles": list(self.gateware_cycles)}}
 
     # ================================================================= life
 
@@ -863,6 +1057,7 @@ class Engine:
             tr, _ = await loop.create_datagram_endpoint(
                 lambda n=name: FeedProtocol(lambda d, n=n: self.on_datagram(n, d)), local_addr=(v.md_host, v.md_port))
             self._md_transports[name] = tr
+            _large_receive_buffer(tr)
             self._md_ports[name] = tr.get_extra_info("sockname")[1]
             feed.md_port = self._md_ports[name]
             if v.retransmit_port:
@@ -899,6 +1094,11 @@ class Engine:
                 await self._timer
             except asyncio.CancelledError:
                 pass
+        if self._calibration_task is not None and not self._calibration_task.done():
+            try:
+                await self._calibration_task
+            except Exception:  # noqa: BLE001 - a failing calibration must not stop the shutdown
+                log.exception("calibration at stop")
         for init in self.sessions.values():
             try:
                 await init.stop(logout_timeout_s=1.0)
@@ -906,6 +1106,7 @@ class Engine:
                 log.exception("FIX stop")
         for tr in (*self._md_transports.values(), *self._rq_transports.values()):
             tr.close()
+        await asyncio.sleep(0)  # the transports close on the next loop pass: the ports are free for a restart
         self.audit("stopped", {"stats": dict(self.stats)})
         self._closed = True
         self.storage.flush()

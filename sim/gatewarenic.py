@@ -19,8 +19,10 @@ BATCH_BYTES = 4 << 20
 class GatewareNic(Nic):
     """The gateware core, Verilated, as a NIC."""
 
-    def __init__(self, trace: str | None = None):
-        self.sim = SimNic()
+    def __init__(self, trace: str | None = None, library: str | None = None):
+        """``library``: an already built bridge library (``sim.simnic.build_library()``), so that
+        several NICs in one process share one build instead of exporting the design each time."""
+        self.sim = SimNic(library)
         if trace:
             self.sim.trace(str(trace))
         self.ingress: list[int] = []
