@@ -9,6 +9,15 @@ padding after the UDP datagram is discarded. IPv4 options (IHL above 5) are not
 used by market data feeds and are dropped under ``drop_ip_header``; the UDP
 checksum is not verified (the Ethernet FCS protects the frame, and checking it
 would need the whole datagram before the first byte leaves).
+
+A frame whose last beat carries ``abort`` (the MAC found a bad FCS, RX_ER, a
+runt or an overflow) is counted under ``drop_aborted`` whatever its headers
+said. If none of its payload has left yet it is dropped whole; if some has
+(cut-through), the payload ends with an ``abort`` beat, which the MoldUDP64
+stage treats as a packet cut short. A UDP payload under 18 bytes that is
+padded out to the Ethernet minimum leaves whole before the frame's end and so
+cannot be aborted any more; it is still counted under ``drop_aborted``
+(MoldUDP64 never sends one: its header alone is 20 bytes).
 """
 
 
@@ -56,11 +65,15 @@ class EthRx(wiring.Component):
         The UDP payload of every accepted frame (an empty payload is one beat
         with ``n == 0``), truncated frames forwarded as far as they go.
     csr : registers of the ``eth`` block
+    aborted : out
+        One-cycle pulse per frame that ended with ``abort`` (the ``eth.drop_aborted``
+        increment; also driven into ``csr.drop_aborted`` once the ``eth`` block has it).
     """
 
     i: In(stream.Signature(Beat))
     o: Out(stream.Signature(Beat))
     csr: In(block_signature(ETH))
+    aborted: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -176,7 +189,8 @@ class EthRx(wiring.Component):
                     m.d.sync += hold.eq(d[16:])
                     with m.If(forwarding & ((remaining <= have) | beat.last)):
                         m.d.sync += [
-                            residue_pending.eq(n >= 2),
+                            # nothing has left yet: an aborted frame is dropped whole
+                            residue_pending.eq((n >= 2) & ~(beat.last & beat.abort)),
                             residue_n.eq(Mux(remaining < have, remaining, have)),
                             forwarding.eq(0),
                         ]
@@ -187,15 +201,19 @@ class EthRx(wiring.Component):
                     emit_n = Mux(remaining < avail, remaining, avail)
                     after = remaining - emit_n
                     have = Mux(n > 2, n - 2, 0)
-                    with m.If(forwarding):
-                        out_last = (remaining <= avail) | (beat.last & (n <= 2))
+                    aborting = beat.last & beat.abort
+                    with m.If(forwarding & aborting & ~started):
+                        m.d.sync += forwarding.eq(0)         # nothing has left: drop it whole
+                    with m.Elif(forwarding):
+                        # An aborted frame ends here, with whatever bytes this beat completes.
+                        out_last = (remaining <= avail) | (beat.last & (n <= 2)) | aborting
                         m.d.sync += [
                             self.o.valid.eq(1),
                             self.o.payload.data.eq(Cat(hold, d[:16])),
                             self.o.payload.n.eq(emit_n),
                             self.o.payload.first.eq(~started),
                             self.o.payload.last.eq(out_last),
-                            self.o.payload.abort.eq(0),
+                            self.o.payload.abort.eq(aborting),
                             started.eq(1),
                             hold.eq(d[16:]),
                             remaining.eq(after),
@@ -213,9 +231,13 @@ class EthRx(wiring.Component):
                 m.d.sync += [idx.eq(0), frame_bytes.eq(0)]
                 frame_len = frame_bytes + n
                 runt = (idx < 5) | ((idx == 5) & (n < 2))
-                dropped = runt | (verdict != Verdict.OK)
+                dropped = runt | (verdict != Verdict.OK) | beat.abort
                 m.d.comb += self.csr.frames.eq(1)
-                with m.If(runt):
+                with m.If(beat.abort):
+                    m.d.comb += self.aborted.eq(1)
+                    if any(r.name == "drop_aborted" for r in ETH.registers):
+                        m.d.comb += self.csr.drop_aborted.eq(1)
+                with m.Elif(runt):
                     m.d.comb += self.csr.drop_runt.eq(1)
                 with m.Else():
                     with m.Switch(verdict):

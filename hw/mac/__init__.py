@@ -21,7 +21,7 @@ MDIO bus may serve several PHYs.
 from amaranth import ClockDomain, DomainRenamer, Module, ResetSignal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import ResetSynchronizer
-from amaranth.lib.fifo import AsyncFIFO
+from amaranth.lib.fifo import AsyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out, connect
 
 from hw.csr import block_signature
@@ -122,6 +122,13 @@ class Mac(wiring.Component):
         # Receive: the PHY's clock, a reset released in step with it, bytes -> beats -> FIFO.
         m.domains.eth_rx = cd_rx = ClockDomain(local=True)
         m.d.comb += cd_rx.clk.eq(phy_io.rx_clk)
+        if self._pads is not None and hasattr(platform, "add_clock_constraint"):
+            # RXC is 125 MHz (1000BASE-T): constrain the pin and the clock net behind the buffer
+            # (and delay), so nextpnr times eth_rx whichever name survives synthesis.
+            rx_clk_port = getattr(self._pads.rx_clk, "io", None)
+            if rx_clk_port is not None:
+                platform.add_clock_constraint(rx_clk_port, 125e6)
+            platform.add_clock_constraint(phy_io.rx_clk, 125e6)
         m.submodules.rx_reset = ResetSynchronizer(ResetSignal("sync"), domain="eth_rx")
         m.submodules.mac_rx = mac_rx = DomainRenamer("eth_rx")(MacRx(max_frame=self._max_frame))
         m.submodules.rx_pack = pack = DomainRenamer("eth_rx")(BytesToBeats())
@@ -149,12 +156,17 @@ class Mac(wiring.Component):
         # Transmit: FIFO -> bytes -> MAC, in the transmit domain.
         m.submodules.tx_fifo = tx_fifo = AsyncFIFO(width=Beat.size, depth=self._fifo_depth,
                                                    w_domain="sync", r_domain=tx_dom)
+        # A small buffer whose read side is a register: the byte serialiser's ready logic then no
+        # longer runs into the asynchronous FIFO's read pointer and memory (the transmit clock's
+        # critical path), whose read enable comes from a flip-flop-level 'not full' instead.
+        m.submodules.tx_buf = tx_buf = DomainRenamer(tx_dom)(SyncFIFOBuffered(width=Beat.size, depth=3))
         m.submodules.tx_unpack = unpack = DomainRenamer(tx_dom)(BeatsToBytes())
         m.submodules.mac_tx = mac_tx = DomainRenamer(tx_dom)(MacTx())
         m.submodules.tx_verdicts = tx_verdicts = AsyncFIFO(width=2, depth=8, w_domain=tx_dom, r_domain="sync")
         m.d.comb += [
             tx_fifo.w_data.eq(self.tx.payload), tx_fifo.w_en.eq(self.tx.valid), self.tx.ready.eq(tx_fifo.w_rdy),
-            unpack.i.payload.eq(tx_fifo.r_data), unpack.i.valid.eq(tx_fifo.r_rdy), tx_fifo.r_en.eq(unpack.i.ready),
+            tx_buf.w_data.eq(tx_fifo.r_data), tx_buf.w_en.eq(tx_fifo.r_rdy), tx_fifo.r_en.eq(tx_buf.w_rdy),
+            unpack.i.payload.eq(tx_buf.r_data), unpack.i.valid.eq(tx_buf.r_rdy), tx_buf.r_en.eq(unpack.i.ready),
             tx_verdicts.w_en.eq(mac_tx.verdict.valid), tx_verdicts.w_data.eq(mac_tx.verdict.payload),
             tx_verdicts.r_en.eq(1),
         ]

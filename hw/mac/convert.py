@@ -11,7 +11,7 @@ from the FIFO head and hands out one byte per cycle without bubbles, the next
 beat being taken in the cycle its predecessor's last byte leaves.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -104,19 +104,24 @@ class BeatsToBytes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # The byte leaves from a register: the FIFO's memory read and the 8:1 byte select
+        # end here instead of running on into the MAC (the transmit clock's critical path).
         index = Signal(range(BEAT_BYTES))
         beat = self.i.payload
         end = index == beat.n - 1
-        m.d.comb += self.o.valid.eq(self.i.valid)
-        with m.If(beat.abort | (beat.n == 0)):
-            m.d.comb += [self.o.payload.abort.eq(1), self.o.payload.last.eq(1),
-                         self.i.ready.eq(self.o.ready)]
-        with m.Else():
-            m.d.comb += [self.o.payload.data.eq(beat.data.word_select(index, 8)),
-                         self.o.payload.last.eq(beat.last & end),
-                         self.i.ready.eq(self.o.ready & end)]
+        empty = beat.abort | (beat.n == 0)
+        load = ~self.o.valid | self.o.ready
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += index.eq(0)
-            with m.If(~(beat.abort | (beat.n == 0) | end)):
-                m.d.sync += index.eq(index + 1)
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(load & self.i.valid):
+            m.d.sync += self.o.valid.eq(1)
+            with m.If(empty):
+                m.d.comb += self.i.ready.eq(1)
+                m.d.sync += [self.o.payload.data.eq(0), self.o.payload.abort.eq(1), self.o.payload.last.eq(1),
+                             index.eq(0)]
+            with m.Else():
+                m.d.comb += self.i.ready.eq(end)
+                m.d.sync += [self.o.payload.data.eq(beat.data.word_select(index, 8)),
+                             self.o.payload.last.eq(beat.last & end), self.o.payload.abort.eq(0),
+                             index.eq(Mux(end, 0, index + 1))]
         return m

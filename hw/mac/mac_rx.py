@@ -54,7 +54,8 @@ class MacRx(wiring.Component):
         The frame without preamble and FCS; ``last`` on its final byte.
         Frames of four bytes or fewer produce no bytes (only a verdict).
     verdict : stream of RxVerdict, always ready
-        One per frame (anything that raised DV), in the cycle after DV falls.
+        One per frame (anything that raised DV), two cycles after DV falls,
+        in the cycle of the frame's last byte (if it has any).
     """
 
     def __init__(self, *, max_frame: int = 1522):
@@ -70,6 +71,12 @@ class MacRx(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.crc = crc = Crc32()
+        # Both outputs leave from registers, in step (the verdict with the last byte): the
+        # byte counter, FCS match and verdict logic end here, not in the FIFO writer behind.
+        o_c = stream.Signature(RxByte, always_ready=True).create(path=("o_c",))
+        v_c = stream.Signature(RxVerdict, always_ready=True).create(path=("v_c",))
+        m.d.sync += [self.o.valid.eq(o_c.valid), self.o.payload.eq(o_c.payload),
+                     self.verdict.valid.eq(v_c.valid), self.verdict.payload.eq(v_c.payload)]
         dv, er, byte = self.gmii.dv, self.gmii.er, self.gmii.data
 
         line = [Signal(8, name=f"line{i}") for i in range(FCS_BYTES + 1)]   # line[-1] is the oldest
@@ -78,7 +85,7 @@ class MacRx(wiring.Component):
         reason = Signal(RxVerdict)                   # why a discarded frame is bad
 
         def finish(verdict):
-            m.d.comb += [self.verdict.valid.eq(1), self.verdict.payload.eq(verdict)]
+            m.d.comb += [v_c.valid.eq(1), v_c.payload.eq(verdict)]
             m.next = "Idle"
 
         with m.FSM():
@@ -102,13 +109,13 @@ class MacRx(wiring.Component):
                     m.d.sync += reason.eq(RxVerdict.PREAMBLE)
                     m.next = "Discard"
             with m.State("Data"):
-                m.d.comb += self.o.payload.data.eq(line[-1])
+                m.d.comb += o_c.payload.data.eq(line[-1])
                 with m.If(dv):
                     m.d.comb += [crc.valid.eq(1), crc.start.eq(count == 0), crc.data.eq(byte)]
                     m.d.sync += [Cat(*line).eq(Cat(byte, *line[:-1])), count.eq(count + 1), error.eq(error | er)]
-                    m.d.comb += self.o.valid.eq(count > FCS_BYTES)
+                    m.d.comb += o_c.valid.eq(count > FCS_BYTES)
                     with m.If(count == self.max_frame):    # one byte more than the limit
-                        m.d.comb += [self.o.payload.last.eq(1), self.o.payload.abort.eq(1)]
+                        m.d.comb += [o_c.payload.last.eq(1), o_c.payload.abort.eq(1)]
                         m.d.sync += reason.eq(RxVerdict.OVERSIZE)
                         m.next = "Discard"
                 with m.Else():
@@ -121,8 +128,8 @@ class MacRx(wiring.Component):
                         m.d.comb += verdict.eq(RxVerdict.FCS)
                     with m.Else():
                         m.d.comb += verdict.eq(RxVerdict.GOOD)
-                    m.d.comb += [self.o.valid.eq(count > FCS_BYTES), self.o.payload.last.eq(1),
-                                 self.o.payload.abort.eq(verdict != RxVerdict.GOOD)]
+                    m.d.comb += [o_c.valid.eq(count > FCS_BYTES), o_c.payload.last.eq(1),
+                                 o_c.payload.abort.eq(verdict != RxVerdict.GOOD)]
                     finish(verdict)
             with m.State("Discard"):
                 m.d.sync += error.eq(error | er)

@@ -42,6 +42,7 @@ class EthHarness(wiring.Component):
     i: In(stream.Signature(Beat))
     o: Out(stream.Signature(Beat))
     bus: In(BusSignature())
+    aborted: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -51,6 +52,7 @@ class EthHarness(wiring.Component):
         connect(m, csr.eth, eth.csr)
         connect(m, wiring.flipped(self.i), eth.i)
         connect(m, eth.o, wiring.flipped(self.o))
+        m.d.comb += self.aborted.eq(eth.aborted)
         return m
 
 
@@ -74,6 +76,8 @@ class Result:
     in_beats: int = 0
     in_stalls: int = 0          # cycles the input offered a beat and ready was low
     cycles: int = 0             # cycles from the first offered beat to the last accepted one
+    packets: list = None        # (payload bytes, aborted) for every packet that left
+    aborted: int = 0            # frames the stage reported under ``aborted``
 
 
 def ref_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig()) -> Result:
@@ -87,12 +91,14 @@ def eth_bench() -> Bench:
     return Bench(EthHarness())
 
 
-def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = IDEAL) -> Result:
-    """Run the gateware on ``frames``; one testbench drives, sinks and reads, cycle by cycle."""
+def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = IDEAL, *,
+            beats: list[dict] | None = None, allow_abort: bool = False) -> Result:
+    """Run the gateware on ``frames`` (or raw ``beats``); one testbench drives, sinks and reads, cycle by cycle."""
     bench = eth_bench()
     dut = bench.dut
     rng = random.Random(flow.seed)
-    beats = [b for f in frames for b in packet_to_beats(f)]
+    if beats is None:
+        beats = [b for f in frames for b in packet_to_beats(f)]
     res = Result([], {})
 
     async def bus_write(ctx, name, value):
@@ -117,7 +123,9 @@ def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = 
                     first_cycle = cycle
             ready = not (flow.stall and rng.random() < flow.stall)
             ctx.set(dut.o.ready, ready)
-            _, _, i_ready, o_valid, o_payload = await ctx.tick().sample(dut.i.ready, dut.o.valid, dut.o.payload)
+            _, _, i_ready, o_valid, o_payload, aborted = await ctx.tick().sample(
+                dut.i.ready, dut.o.valid, dut.o.payload, dut.aborted)
+            res.aborted += aborted
             cycle += 1
             if offering:
                 if i_ready:
@@ -132,8 +140,9 @@ def rtl_eth(frames: list[bytes], cfg: EthRxConfig = EthRxConfig(), flow: Flow = 
         ctx.set(dut.i.valid, 0)
         for name in COUNTERS:
             res.counters[name] = await bus_read(ctx, name)
-        assert not any(b["abort"] for b in out_beats)
-        res.payloads = [p for p, _ in beats_to_packets(out_beats)]
+        assert allow_abort or not any(b["abort"] for b in out_beats)
+        res.packets = [(p, bool(last["abort"])) for p, last in beats_to_packets(out_beats)]
+        res.payloads = [p for p, _ in res.packets]
 
     bench.run(tb)
     res.in_beats = len(beats)
@@ -347,3 +356,57 @@ def test_ethrx_random_mix_under_backpressure(seed):
     got = check(frames, CFG_ON, Flow(0.35, 0.5, seed=seed))
     assert got.counters["frames"] == len(frames)
     assert sum(got.counters[n] for n in COUNTERS if n.startswith("drop_")) + got.counters["forwarded"] == len(frames)
+
+
+# --------------------------------------------------------------------------- #
+# Frames the MAC aborted (bad FCS, RX_ER, runt, overflow)
+# --------------------------------------------------------------------------- #
+
+def aborted_beats(f: bytes, cut: int, empty: bool) -> list[dict]:
+    """``f`` cut after ``cut`` bytes and marked bad: ``abort`` on its last beat, or (``empty``) on an
+    extra beat with no bytes, as the MAC closes a frame that overflowed its FIFO."""
+    beats = packet_to_beats(f[:cut])
+    if empty:
+        beats[-1]["last"] = 0 if beats[-1]["n"] == 8 else beats[-1]["last"]
+        if beats[-1]["last"]:         # a partial last beat cannot be followed: mark it instead
+            beats[-1]["abort"] = 1
+        else:
+            beats.append(dict(data=0, n=0, first=0, last=1, abort=1))
+    else:
+        beats[-1]["abort"] = 1
+    return beats
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("flow", FLOWS)
+def test_ethrx_aborted_frames_are_dropped_or_aborted_and_counted(flow):
+    """Aborted frames cut at every length: dropped whole before any payload left, else the payload
+    ends with ``abort`` and a prefix of the true bytes; good frames around them pass untouched."""
+    rng = random.Random(11)
+    beats, want, n_frames, n_abort, dropped_bytes = [], [], 0, 0, 0
+    for i, cut in enumerate(list(range(1, 90)) + [rng.randrange(90, 300) for _ in range(20)]):
+        payload = pattern(rng.randrange(20, 300), salt=i)
+        f = frame(payload)
+        cut = min(cut, len(f) - (i % 2))      # the MAC's empty abort beat only follows lost bytes
+        beats += aborted_beats(f, cut, empty=bool(i % 2))
+        n_abort += 1
+        dropped_bytes += cut
+        # The output starts with the beat after the sixth (payload bytes 0-7); an abort before it drops all.
+        if (cut + 7) // 8 > 7 or ((cut + 7) // 8 == 7 and i % 2 and cut % 8 == 0):
+            want.append(("aborted", payload))
+        good = pattern(rng.randrange(0, 100), salt=1000 + i)
+        beats += packet_to_beats(frame(good))
+        want.append(("good", good))
+        n_frames += 2
+    got = rtl_eth([], CFG_ON, flow, beats=beats, allow_abort=True)
+    assert len(got.packets) == len(want)
+    for k, ((data, aborted), (kind, payload)) in enumerate(zip(got.packets, want)):
+        if kind == "good":
+            assert (data, aborted) == (payload, False), k
+        else:
+            assert aborted and payload.startswith(data) and len(data) >= 8, (k, len(data))
+    assert got.aborted == n_abort
+    c = got.counters
+    assert c["frames"] == n_frames and c["forwarded"] == n_frames - n_abort
+    assert c["dropped_bytes"] == dropped_bytes
+    assert sum(v for k, v in c.items() if k.startswith("drop_")) == c.get("drop_aborted", 0)
