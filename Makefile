@@ -5,7 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 JOBS   ?= 2
 
-.PHONY: setup test sim synth bench demo soak docs clean
+BOARD  ?= colorlight-5a75b
+
+.PHONY: setup test sim synth bitstream program bench demo soak docs clean
 
 setup: $(STAMP)
 
@@ -27,6 +29,14 @@ sim: setup
 # Out-of-context synthesis of the core for LFE5U-25F and LFE5UM5G-85F (utilisation and fmax).
 synth: setup
 	$(PY) -m hw.synth --out build/synth
+
+# A board bitstream (YoWASP Yosys + nextpnr); fails if a clock misses its constraint.
+bitstream: setup
+	$(PY) -m hw.bitstream --board $(BOARD)
+
+# Program a connected board with openFPGALoader.
+program: setup
+	$(PY) -m hw.bitstream --board $(BOARD) --program
 
 bench: setup
 	$(PY) -m bench.rx_pipeline
