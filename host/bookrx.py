@@ -1,9 +1,10 @@
 """Golden model of the gateware book (``hw/book.py``): the reference book behind the gateware's policies.
 
 :class:`GatewareBook` keeps what the gateware keeps and reports what it reports,
-operation for operation: a direct-mapped order table of ``2**order_bits``
-entries indexed by the XOR fold of the reference (an add onto another live
-order is lost: collision), a slot table of tracked stock locates, and per book
+operation for operation: a set-associative order table of ``2**set_bits`` sets
+of ``ways`` entries, the set being the XOR fold of the reference (an add goes
+to the lowest free way of its set; an add into a set whose ways are all live
+is lost: collision), a slot table of tracked stock locates, and per book
 side a window of ``2**window_bits`` ticks (100 price4 units) from a base that
 an add into an empty side moves (base = tick - window/2, at least 0) when the
 price lies outside it; an add outside a non-empty side's window is lost. The
@@ -26,7 +27,7 @@ BOOK_COUNTERS = ("messages", "adds", "lost_collision", "lost_window", "duplicate
 
 
 def fold(ref: int, bits: int) -> int:
-    """The order table index of ``ref`` (the gateware's ``hw.ordertable.fold``)."""
+    """The order table set of ``ref`` (the gateware's ``hw.ordertable.fold``)."""
     out = 0
     for i in range(0, 64, bits):
         out ^= (ref >> i) & ((1 << bits) - 1)
@@ -36,11 +37,11 @@ def fold(ref: int, bits: int) -> int:
 class GatewareBook:
     """The gateware book's behaviour; :meth:`apply` takes decoded records (``protocols.itch.decoded_record``)."""
 
-    def __init__(self, order_bits: int = 14, window_bits: int = 7, slots: int = 32):
-        self.order_bits, self.window_bits, self.slots = order_bits, window_bits, slots
+    def __init__(self, set_bits: int = 11, ways: int = 8, window_bits: int = 7, slots: int = 32):
+        self.set_bits, self.ways, self.window_bits, self.slots = set_bits, ways, window_bits, slots
         self.window = 1 << window_bits
         self.slot_locate: dict[int, int] = {}        # slot -> locate
-        self.table: dict[int, list] = {}              # index -> [ref, slot, side 'B'/'S', idx, shares]
+        self.table: dict[int, list] = {}              # set -> ways: [ref, slot, side 'B'/'S', idx, shares] or None
         self.orders = [0] * (2 * slots)
         self.base = [0] * (2 * slots)
         self.books = BookSet()
@@ -48,7 +49,20 @@ class GatewareBook:
 
     @property
     def config(self) -> int:
-        return self.order_bits | self.window_bits << 8 | self.slots << 16
+        return self.set_bits | self.window_bits << 8 | self.slots << 16 | self.ways << 24
+
+    @classmethod
+    def from_params(cls, params) -> GatewareBook:
+        """The model of a build with ``hw.ordertable.BookParams`` ``params``."""
+        return cls(params.set_bits, params.ways, params.window_bits, params.slots)
+
+    def _lookup(self, ref: int) -> tuple[list, int | None]:
+        """The ways of ``ref``'s set and the way holding ``ref`` (None if it is not live)."""
+        ways = self.table.setdefault(fold(ref, self.set_bits), [None] * self.ways)
+        for w, entry in enumerate(ways):
+            if entry is not None and entry[0] == ref:
+                return ways, w
+        return ways, None
 
     # -- registers ------------------------------------------------------------------------------
 
@@ -89,14 +103,13 @@ class GatewareBook:
         if side not in ("B", "S") or shares == 0:
             c["rejected"] += 1
             return
-        index = fold(ref, self.order_bits)
-        entry = self.table.get(index)
-        if entry is not None:
-            if entry[0] == ref:
-                c["duplicate"] += 1
-            else:
-                c["lost_collision"] += 1
-                out.append(LostEvent(0, seq, ref, locate, 1, side, price))
+        ways, hit = self._lookup(ref)
+        if hit is not None:
+            c["duplicate"] += 1
+            return
+        if None not in ways:
+            c["lost_collision"] += 1
+            out.append(LostEvent(0, seq, ref, locate, 1, side, price))
             return
         book = 2 * slot + (side == "S")
         tick, rest = divmod(price, TICK)
@@ -111,25 +124,25 @@ class GatewareBook:
             c["recentred"] += 1
         c["adds"] += 1
         self.orders[book] += 1
-        self.table[index] = [ref, slot, side, tick - self.base[book], shares]
+        ways[ways.index(None)] = [ref, slot, side, tick - self.base[book], shares]
         self.books.apply({"type": "A", "stock_locate": locate, "order_ref": ref, "side": side,
                           "price": price, "shares": shares, "timestamp": ts}, seq)
         out.append(self._level(seq, locate, side, price))
 
     def _reduce(self, out, seq, ts, locate, slot, ref, shares: int | None) -> tuple | None:
         """Take ``shares`` (None: all) off order ``ref``; returns the entry, None if it is unknown."""
-        index = fold(ref, self.order_bits)
-        entry = self.table.get(index)
-        if entry is None or entry[0] != ref or entry[1] != slot:
+        ways, hit = self._lookup(ref)
+        if hit is None or ways[hit][1] != slot:
             self.counters["unknown"] += 1
             return None
+        entry = ways[hit]
         _, _, side, idx, open_ = entry
         price = (self.base[2 * slot + (side == "S")] + idx) * TICK
         take = open_ if shares is None else shares
         if take >= open_:
             if take > open_:
                 self.counters["overfill"] += 1
-            del self.table[index]
+            ways[hit] = None
             self.orders[2 * slot + (side == "S")] -= 1
             msg = {"type": "D", "stock_locate": locate, "order_ref": ref, "timestamp": ts}
         else:

@@ -12,10 +12,13 @@ Pipeline (every memory is read one cycle before it is written, with transparent
 read ports, so the next operation's read sees this operation's write: forwarding,
 no stalls):
 
-* **c0** (input): slot lookup, ``price // 100`` by a constant multiply, order
-  table read at the folded reference (``hw/ordertable.py``).
-* **r1**: table hit/tag check and the policy: add (kept, duplicate, rejected,
-  collision, outside the window), reduce, delete; table write; per book side a
+* **p0** (input register, no book state): slot lookup, ``price // 100`` by a
+  constant multiply.
+* **c0**: the record becomes one operation (two for a ``U``); order table read of
+  every way of the set the reference folds to (``hw/ordertable.py``).
+* **r1**: tag check of every way in parallel and the policy: add (kept in the
+  lowest free way, duplicate, rejected, collision when every way is live,
+  outside the window), reduce, delete; write of one way; per book side a
   live-order count and the window base (registers). A book side's window is
   ``window`` ticks from its base; an add outside it into an EMPTY side moves the
   window (base = price tick - window/2, at least 0, counted in ``recentred``);
@@ -31,14 +34,18 @@ no stalls):
   the two operations of a ``U``; on the message's last operation a ``tob``
   record leaves if the best bid or ask price or size changed.
 
+Reset: block RAM keeps its contents across a reset, so after one the book
+sweeps every memory to zero (``max(sets, books * window, slots)`` cycles, the
+input not ready meanwhile) before it takes the first record.
+
 Latency: a record accepted in cycle t is written to the ``tob`` FIFO at the end
-of cycle t+3 and is on the ``tob`` output in cycle t+5 (``tests/hw/test_book.py``). Outputs go through FIFOs; the
+of cycle t+4 and is on the ``tob`` output in cycle t+6 (``tests/hw/test_book.py``). Outputs go through FIFOs; the
 input is accepted only while every FIFO has room for everything in flight, so
 backpressure from the event stream stalls the book and never drops.
 ``host/bookrx.py`` is the golden model of exactly these policies.
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -61,6 +68,26 @@ FIFO_DEPTH = 16
 IN_FLIGHT = 6               # operations that may still write a FIFO after the input is accepted
 
 ADD, REDUCE, DELETE, UDEL, UADD = range(5)
+
+
+def lowest_set(bits: Value) -> tuple[Value, Value]:
+    """(any bit set, index of the lowest set bit) of ``bits`` as a tree of 2:1 muxes, log2 deep.
+
+    A chain of ``with m.If`` over 128 bits is 128 muxes deep: slow, and deep enough to exhaust Yosys' stack.
+    """
+    n = len(bits)
+    if n == 1:
+        return bits[0], Const(0, 1)
+    half = 1 << ((n - 1).bit_length() - 1)       # the largest power of two below n
+    lo_any, lo_idx = lowest_set(bits[:half])
+    hi_any, hi_idx = lowest_set(bits[half:])
+    width = (n - 1).bit_length()
+    return lo_any | hi_any, Mux(lo_any, lo_idx, hi_idx + half)[:width]
+
+
+def clear_cycles(p: BookParams) -> int:
+    """Cycles the book takes after a reset to sweep its memories (its input is not ready meanwhile)."""
+    return max(p.sets, p.books * p.window, p.slots)
 
 
 class Book(wiring.Component):
@@ -91,7 +118,7 @@ class Book(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        W, OB, SB = p.window, p.order_bits, p.slot_bits
+        W, OB, SB, NW = p.window, p.set_bits, p.slot_bits, p.ways
         csr = self.csr
         m.d.comb += csr.config.eq(p.config)
         Entry = entry_layout(p)
@@ -107,8 +134,17 @@ class Book(wiring.Component):
             m.submodules[name + "_fifo"] = f
             out = getattr(self, name)
             m.d.comb += [out.payload.eq(f.r_data), out.valid.eq(f.r_rdy), f.r_en.eq(out.ready)]
+        # After reset every memory is swept to zero (free entries, empty levels and quotes) before the first
+        # record: block RAM keeps its contents across a reset, stale orders would make the book silently wrong.
+        clear_depth = clear_cycles(p)
+        clearing = Signal(init=1)
+        clr = Signal(range(clear_depth))
+        with m.If(clearing):
+            m.d.sync += clr.eq(clr + 1)
+            with m.If(clr == clear_depth - 1):
+                m.d.sync += clearing.eq(0)
         space = Signal()
-        m.d.comb += space.eq(Cat(*[f.level <= FIFO_DEPTH - IN_FLIGHT for f in fifos.values()]).all())
+        m.d.comb += space.eq(Cat(*[f.level <= FIFO_DEPTH - IN_FLIGHT for f in fifos.values()]).all() & ~clearing)
 
         # -- slot table (registers, host-written) --------------------------------------------
         slot_valid = Signal(p.slots)
@@ -116,25 +152,37 @@ class Book(wiring.Component):
         orders = [Signal(p.level_count_bits, name=f"orders{b}") for b in range(p.books)]
         base = [Signal(32, name=f"base{b}") for b in range(p.books)]
 
-        # -- c0: the input record becomes an operation -----------------------------------------
-        rec = self.i.payload
+        # -- p0: a register stage before c0 (no book state): price // 100, the slot lookup -----------
+        rec = Signal(ItchRecord)
+        pre_valid = Signal()
+        pt = Signal(32)
+        hit = Signal()
+        slot = Signal(SB)
+        c0_ready = Signal()
+        in_pt = Signal(32)
+        in_hit = Signal()
+        in_slot = Signal(SB)
+        m.d.comb += in_pt.eq((self.i.payload.price * DIV100_MUL) >> DIV100_SHIFT)
+        slot_match = Cat(*[slot_valid[i] & (slot_locate[i] == self.i.payload.stock_locate) for i in range(p.slots)])
+        match_any, match_idx = lowest_set(slot_match)          # the lowest matching slot wins
+        m.d.comb += [in_hit.eq(match_any), in_slot.eq(match_idx)]
+        m.d.comb += self.i.ready.eq(~pre_valid | c0_ready)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [rec.eq(self.i.payload), pre_valid.eq(1), pt.eq(in_pt), hit.eq(in_hit), slot.eq(in_slot)]
+        with m.Elif(c0_ready):
+            m.d.sync += pre_valid.eq(0)
+
+        # -- c0: the record becomes an operation ------------------------------------------------
         code = rec.type
         is_add = (code == ord("A")) | (code == ord("F"))
         is_reduce = (code == ord("E")) | (code == ord("C")) | (code == ord("X"))
         is_del = code == ord("D")
         is_u = code == ord("U")
-        hit = Signal()
-        slot = Signal(SB)
-        for i in reversed(range(p.slots)):
-            with m.If(slot_valid[i] & (slot_locate[i] == rec.stock_locate)):
-                m.d.comb += [hit.eq(1), slot.eq(i)]
         book_msg = hit & (is_add | is_reduce | is_del | is_u)
         u_second = Signal()            # the U's retire was issued; now issue its add
         uop = Signal(uop_layout)
         uop_valid = Signal()
-        go = self.i.valid & space
-        pt = Signal(32)
-        m.d.comb += pt.eq((rec.price * DIV100_MUL) >> DIV100_SHIFT)
+        go = pre_valid & space
         ref = Mux(is_u & u_second, rec.new_order_ref, rec.order_ref)
         m.d.comb += [
             uop.ref.eq(ref), uop.addr.eq(fold(ref, OB)), uop.slot.eq(slot), uop.locate.eq(rec.stock_locate),
@@ -145,28 +193,49 @@ class Book(wiring.Component):
             uop_valid.eq(go & book_msg),
         ]
         with m.If(is_u & book_msg & ~u_second):
-            m.d.comb += self.i.ready.eq(0)
+            m.d.comb += c0_ready.eq(0)
             with m.If(go):
                 m.d.sync += u_second.eq(1)
         with m.Else():
-            m.d.comb += self.i.ready.eq(space)
+            m.d.comb += c0_ready.eq(space)
             with m.If(go):
                 m.d.sync += u_second.eq(0)
                 m.d.comb += csr.messages.eq(book_msg)
 
-        m.submodules.table = table = Memory(shape=Entry, depth=p.capacity, init=[])
-        t_wr = table.write_port()
-        t_rd = table.read_port(transparent_for=(t_wr,))
-        m.d.comb += t_rd.addr.eq(uop.addr)
+        # One memory per way, all read at the set's address; a write goes to one way.
+        t_wrs, t_rds = [], []
+        for w in range(NW):
+            way = Memory(shape=Entry, depth=p.sets, init=[])
+            m.submodules[f"way{w}"] = way
+            t_wrs.append(way.write_port())
+            t_rds.append(way.read_port(transparent_for=(t_wrs[-1],)))
+            m.d.comb += t_rds[-1].addr.eq(uop.addr)
+        t_wr = Signal(data.StructLayout({"en": 1, "way": range(NW), "data": Entry}))
+        t_addr = Signal(OB)
+        for w in range(NW):
+            m.d.comb += [t_wrs[w].en.eq(t_wr.en & (t_wr.way == w)), t_wrs[w].data.eq(t_wr.data),
+                         t_wrs[w].addr.eq(t_addr)]
 
         # -- r1: the order table and the policy -------------------------------------------------
         u1 = Signal(uop_layout)
         v1 = Signal()
         m.d.sync += [u1.eq(uop), v1.eq(uop_valid)]
-        e1 = Signal(Entry)
-        m.d.comb += e1.eq(t_rd.data)
-        live = e1.shares != 0
-        match = live & (e1.tag == u1.ref[OB:])
+        ways = [Signal(Entry, name=f"e1_way{w}") for w in range(NW)]
+        live_w = Signal(NW)
+        hit_w = Signal(NW)
+        for w in range(NW):
+            m.d.comb += [ways[w].eq(t_rds[w].data), live_w[w].eq(ways[w].shares != 0),
+                         hit_w[w].eq(live_w[w] & (ways[w].tag == u1.ref[OB:]))]
+        e1 = Signal(Entry)                   # the entry of the order (the lowest hit: there is at most one)
+        hit_way = Signal(range(NW))
+        free_way = Signal(range(NW))         # the lowest free way
+        for w in reversed(range(NW)):
+            with m.If(hit_w[w]):
+                m.d.comb += [e1.eq(ways[w]), hit_way.eq(w)]
+            with m.If(~live_w[w]):
+                m.d.comb += free_way.eq(w)
+        match = hit_w.any()
+        full = live_w.all()
         udel_found = Signal()
         udel_side = Signal()
         adding = (u1.kind == ADD) | (u1.kind == UADD)
@@ -181,9 +250,11 @@ class Book(wiring.Component):
         book_entry = Cat(e1.side, e1.slot)
         book = Signal(range(p.books))
         m.d.comb += book.eq(Mux(adding, book_add, book_entry))
-        cur_orders = Signal.like(orders[0])
+        cur_orders = Signal.like(orders[0])      # of the add's book side (not behind the tag check)
         cur_base = Signal(32)
-        m.d.comb += [cur_orders.eq(Array(orders)[book]), cur_base.eq(Array(base)[book])]
+        entry_base = Signal(32)                  # of the order's book side
+        m.d.comb += [cur_orders.eq(Array(orders)[book_add]), cur_base.eq(Array(base)[book_add]),
+                     entry_base.eq(Array(base)[book_entry])]
         off = Signal(33)
         m.d.comb += off.eq(u1.pt - cur_base)
         inside = u1.on_grid & (u1.pt >= cur_base) & (off < W)
@@ -192,7 +263,7 @@ class Book(wiring.Component):
         m.d.comb += [recentre.eq((cur_orders == 0) & u1.on_grid & ~inside),
                      new_base.eq(Mux(u1.pt < W // 2, 0, u1.pt - W // 2))]
         base1 = Signal(32)                   # the book side's base after this operation
-        m.d.comb += base1.eq(Mux(recentre, new_base, cur_base))
+        m.d.comb += base1.eq(Mux(adding, Mux(recentre, new_base, cur_base), entry_base))
 
         lvl_op = Signal()
         idx = Signal(p.window_bits)
@@ -203,6 +274,7 @@ class Book(wiring.Component):
         dec = Signal()
         rem_shares = Signal(32)
         m.d.comb += rem_shares.eq(Mux(u1.kind == REDUCE, u1.shares, e1.shares))
+        m.d.comb += idx.eq(Mux(adding, u1.pt - base1, e1.idx))   # read even when nothing is written
         with m.If(v1):
             with m.If(adding):
                 with m.If((u1.kind == UADD) & ~udel_found):
@@ -211,20 +283,21 @@ class Book(wiring.Component):
                     m.d.comb += csr.rejected.eq(1)
                 with m.Elif(match):
                     m.d.comb += csr.duplicate.eq(1)
-                with m.Elif(live):
+                with m.Elif(full):
                     m.d.comb += [csr.lost_collision.eq(1), lost_reason.eq(1)]
                 with m.Elif(~inside & ~recentre):
                     m.d.comb += [csr.lost_window.eq(1), lost_reason.eq(2)]
                 with m.Else():
                     m.d.comb += [csr.adds.eq(1), csr.recentred.eq(recentre), lvl_op.eq(1), inc.eq(1),
-                                 idx.eq(u1.pt - base1), dshares.eq(u1.shares), dcount.eq(1),
-                                 t_wr.en.eq(1), t_wr.data.shares.eq(u1.shares), t_wr.data.tag.eq(u1.ref[OB:]),
+                                 dshares.eq(u1.shares), dcount.eq(1),
+                                 t_wr.en.eq(1), t_wr.way.eq(free_way),
+                                 t_wr.data.shares.eq(u1.shares), t_wr.data.tag.eq(u1.ref[OB:]),
                                  t_wr.data.slot.eq(u1.slot), t_wr.data.side.eq(add_side),
                                  t_wr.data.idx.eq(u1.pt - base1)]
             with m.Elif(~match | (e1.slot != u1.slot)):
                 m.d.comb += csr.unknown.eq(1)
             with m.Else():
-                m.d.comb += [lvl_op.eq(1), idx.eq(e1.idx), t_wr.en.eq(1)]
+                m.d.comb += [lvl_op.eq(1), t_wr.en.eq(1), t_wr.way.eq(hit_way)]
                 with m.If(rem_shares >= e1.shares):
                     m.d.comb += [csr.overfill.eq(rem_shares > e1.shares), dec.eq(1),
                                  dshares.eq(-e1.shares), dcount.eq(-1), t_wr.data.eq(0)]
@@ -233,7 +306,7 @@ class Book(wiring.Component):
                                  t_wr.data.shares.eq(e1.shares - rem_shares)]
             with m.If(u1.kind == UDEL):
                 m.d.sync += [udel_found.eq(match & (e1.slot == u1.slot)), udel_side.eq(e1.side)]
-        m.d.comb += t_wr.addr.eq(u1.addr)
+        m.d.comb += t_addr.eq(u1.addr)
 
         # Live-order counts and window bases per book side; host window writes.
         wbook = csr.window[32:38]
@@ -301,13 +374,11 @@ class Book(wiring.Component):
             m.d.comb += [l_wr.en.eq(1), l_wr.addr.eq(Cat(u2.idx, u2.book)), l_wr.data.eq(lv),
                          b_wr.en.eq(1), b_wr.addr.eq(u2.book), b_wr.data.eq(bitmap)]
         is_ask = u2.book[0]
-        best_idx = Signal(p.window_bits)
-        for i in range(W):                   # highest set bit for bids
-            with m.If(bitmap[i] & ~is_ask):
-                m.d.comb += best_idx.eq(i)
-        for i in reversed(range(W)):         # lowest set bit for asks
-            with m.If(bitmap[i] & is_ask):
-                m.d.comb += best_idx.eq(i)
+        best_idx = Signal(p.window_bits)     # the lowest set bit for asks, the highest for bids
+        scan = Signal(W)
+        m.d.comb += scan.eq(Mux(is_ask, bitmap, Cat(*reversed([bitmap[i] for i in range(W)]))))
+        _, scan_idx = lowest_set(scan)
+        m.d.comb += best_idx.eq(Mux(is_ask, scan_idx, (W - 1) - scan_idx))
         m.d.comb += l_best.addr.eq(Cat(best_idx, u2.book))
         level = Signal(LevelRecord)
         m.d.comb += [
@@ -355,4 +426,7 @@ class Book(wiring.Component):
             fifos["tob"].w_en.eq(v3 & u3.last & (new.as_value() != before.as_value())),
             csr.tob.eq(fifos["tob"].w_en),
         ]
+        with m.If(clearing):                 # overrides the writes above (nothing is in flight)
+            for port in (*t_wrs, l_wr, b_wr, q_wr):
+                m.d.comb += [port.en.eq(1), port.addr.eq(clr), port.data.eq(0)]
         return m

@@ -1,20 +1,22 @@
-"""The order table of the book: build parameters, entry layout and the index hash.
+"""The order table of the book: build parameters, entry layout and the set index hash.
 
-The table maps 64-bit ITCH order references to live orders in one block-RAM
-memory of ``2**order_bits`` entries (default 16,384), direct-mapped: an order's
-index is the XOR fold of its reference into ``order_bits`` bits (sequential
-references fill consecutive indices), and the entry keeps the reference's
-upper ``64 - order_bits`` bits as its tag, so a lookup is exact. An entry
-holds the instrument slot, the side, the price as an index into its book
-side's window (the window cannot move while the side holds orders) and the
-open shares; 0 shares marks a free entry.
+The table maps 64-bit ITCH order references to live orders in ``ways``
+block-RAM memories of ``2**set_bits`` entries each (default 4 x 4,096 =
+16,384 orders), set-associative: an order's set is the XOR fold of its
+reference into ``set_bits`` bits (sequential references fill consecutive
+sets), and an entry keeps the reference's upper ``64 - set_bits`` bits as its
+tag, so a lookup is exact. All ways of a set are read at once and their tags
+checked in parallel. An entry holds the instrument slot, the side, the price
+as an index into its book side's window (the window cannot move while the
+side holds orders) and the open shares; 0 shares marks a free entry.
 
-Collision policy: an add whose index holds another live order is not kept
-(the incumbent stays), counted in ``book.lost_collision`` and reported as a
-``BOOK_LOST`` event naming the order; later messages of that order are
-counted in ``book.unknown``. "Table full" is the same case for a
-direct-mapped table. The read-modify-write and its forwarding live in
-``hw/book.py``; ``host/bookrx.py`` implements the same policy in Python.
+Placement and collision policy: an add goes to the lowest-numbered free way
+of its set. An add whose set has every way live is not kept (the incumbents
+stay), counted in ``book.lost_collision`` and reported as a ``BOOK_LOST``
+event (reason collision) naming the order; later messages of that order are
+counted in ``book.unknown``. A full table is the same case (every set full).
+The read-modify-write and its forwarding live in ``hw/book.py``;
+``host/bookrx.py`` implements the same placement in Python.
 """
 
 from dataclasses import dataclass
@@ -27,16 +29,31 @@ from amaranth.lib import data
 class BookParams:
     """Build parameters of the book (see ``book.config``)."""
 
-    order_bits: int = 14
-    """log2 of the order table capacity."""
+    set_bits: int = 11
+    """log2 of the order table's sets (entries per way)."""
+    ways: int = 8
+    """Ways per set (one block-RAM memory each)."""
     window_bits: int = 7
     """log2 of the price window per book side, in ticks of 100 price4 units."""
     slots: int = 32
     """Instrument slots (tracked instruments)."""
 
+    def __post_init__(self):
+        if not 1 <= self.ways <= 15:
+            raise ValueError(f"ways must be 1..15, not {self.ways}")
+        if not 1 <= self.set_bits <= 20:
+            raise ValueError(f"set_bits must be 1..20, not {self.set_bits}")
+        if not 1 <= self.slots <= 32:
+            raise ValueError(f"slots must be 1..32 (book.slot has 5 slot bits), not {self.slots}")
+
+    @property
+    def sets(self) -> int:
+        return 1 << self.set_bits
+
     @property
     def capacity(self) -> int:
-        return 1 << self.order_bits
+        """Live orders the table can hold (``sets * ways``)."""
+        return self.sets * self.ways
 
     @property
     def window(self) -> int:
@@ -53,23 +70,23 @@ class BookParams:
     @property
     def level_shares_bits(self) -> int:
         """A level holds at most ``capacity`` orders of at most 2**32 - 1 shares: it cannot overflow."""
-        return 32 + self.order_bits
+        return 32 + self.capacity.bit_length()
 
     @property
     def level_count_bits(self) -> int:
-        return self.order_bits + 1
+        return self.capacity.bit_length()
 
     @property
     def config(self) -> int:
         """The value of the ``book.config`` register."""
-        return self.order_bits | self.window_bits << 8 | self.slots << 16
+        return self.set_bits | self.window_bits << 8 | self.slots << 16 | self.ways << 24
 
 
 def entry_layout(p: BookParams) -> data.StructLayout:
     """One order table entry (0 shares: free)."""
     return data.StructLayout({
         "shares": 32,
-        "tag": 64 - p.order_bits,
+        "tag": 64 - p.set_bits,
         "slot": p.slot_bits,
         "side": 1,            # 1 = sell (ask)
         "idx": p.window_bits,
@@ -77,7 +94,7 @@ def entry_layout(p: BookParams) -> data.StructLayout:
 
 
 def fold(ref: Value, bits: int) -> Value:
-    """The table index of order reference ``ref``: its 64 bits XOR-folded into ``bits`` bits."""
+    """The set of order reference ``ref``: its 64 bits XOR-folded into ``bits`` bits."""
     chunks = [ref[i:min(i + bits, 64)] for i in range(0, 64, bits)]
     out = chunks[0]
     for c in chunks[1:]:

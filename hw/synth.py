@@ -485,11 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summaries, failed = [], []
     for device in devices:
+        built = component
         if args.top == DEFAULT_TOP and device in DEVICE_TOPS:   # a smaller documented build for small parts
-            component = load_factory(DEVICE_TOPS[device])()
+            built = load_factory(DEVICE_TOPS[device])()         # (for this device only)
         print(f"synthesising {name} for {device} ...", file=sys.stderr, flush=True)
         try:
-            s = synthesize(component, name=name, device=device, out_dir=args.out,
+            s = synthesize(built, name=name, device=device, out_dir=args.out,
                            freq_mhz=args.freq, seed=args.seed, synth_args=args.synth_arg,
                            reuse_netlist=not args.fresh)
         except SynthError as e:

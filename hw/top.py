@@ -116,8 +116,8 @@ def build_top(book: BookParams = BookParams()) -> Top:
     return Top(book)
 
 
-SMALL_BOOK = BookParams(order_bits=12, window_bits=6, slots=16)
-"""Book parameters for the LFE5U-25F (56 EBR): 4,096 orders, 64-tick windows, 16 instruments."""
+SMALL_BOOK = BookParams(set_bits=9, ways=8, window_bits=6, slots=16)
+"""Book parameters for the LFE5U-25F (56 EBR): 4,096 orders (512 sets of 8 ways), 64-tick windows, 16 instruments."""
 
 
 def build_top_25f() -> Top:

@@ -278,8 +278,9 @@ BOOK = RegisterBlock("book", "Order book (`hw/book.py`, `hw/ordertable.py`): ord
                      "top of book for the instruments in the slot table. Every book message (A F E C X D U) of a "
                      "slotted instrument counts in `messages`; every add lands in exactly one of `adds`, "
                      "`lost_collision`, `lost_window`, `duplicate`, `rejected`.", (
-    ro("config", 32, "Build parameters: bits 0-7 log2 of the order table capacity, bits 8-15 log2 of the "
-       "price window in ticks (one tick = 100 price4 units), bits 16-23 instrument slots."),
+    ro("config", 32, "Build parameters: bits 0-7 log2 of the order table's sets, bits 8-15 log2 of the "
+       "price window in ticks (one tick = 100 price4 units), bits 16-23 instrument slots, bits 24-31 ways per "
+       "set (capacity = ways << bits 0-7)."),
     rw("slot", 25, "A write sets slot bits 16-20 to stock locate bits 0-15, valid if bit 24 is set (clear "
        "it to free the slot); refused (counted in `refused`) while the slot holds live orders.", strobe=True),
     rw("window", 38, "A write sets the window base of book bits 32-37 (slot * 2 + 1 for the ask side) to "
@@ -287,8 +288,8 @@ BOOK = RegisterBlock("book", "Order book (`hw/book.py`, `hw/ordertable.py`): ord
        strobe=True),
     counter("messages", "Book messages (A F E C X D U) of slotted instruments."),
     counter("adds", "Orders added to the book (A, F and the new order of a U)."),
-    counter("lost_collision", "Adds not kept: the order table index holds another live order (a BOOK_LOST "
-            "event names the order)."),
+    counter("lost_collision", "Adds not kept: every way of the order table set holds another live order (a "
+            "BOOK_LOST event names the order)."),
     counter("lost_window", "Adds not kept: price off the tick grid or outside its book side's window (a "
             "BOOK_LOST event names the order)."),
     counter("duplicate", "Adds not kept: the reference is live in the table already."),

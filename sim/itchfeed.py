@@ -77,6 +77,11 @@ MEAN_HALT_MESSAGES = 20_000
 """Mean length of a halt, in order-flow messages."""
 BOOK_CAPACITY = 512
 """Most live orders per instrument; an add on a full book becomes a delete."""
+FAIR_MOVE = 0.3
+"""Chance per order-flow message of an instrument that its fair value moves one tick (up or down with
+equal chance). The default makes each message a volatile "day" in a short feed (spans of 40-160 ticks
+over 200,000 messages); a real active name moves a few ticks over tens of thousands of messages, about
+``fair_move=0.002``."""
 
 REAL_SYMBOLS = (
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AVGO", "COST", "NFLX", "AMD", "PEP", "ADBE",
@@ -227,13 +232,14 @@ def _lot(rng):
 
 @njit(cache=True, nogil=True)
 def _simulate(n, seed, inst_cdf, inst_guide, fair0, codes, mix_cdf, mix_guide, halt_rate, mean_halt, cap, n_mpids,
-              kind, locate, ref, new_ref, side, shares, price, match, mpid, flag):
+              fair_move, kind, locate, ref, new_ref, side, shares, price, match, mpid, flag):
     """Fill the per-message columns of ``n`` order-flow messages (prices in ticks).
 
     ``codes`` are the type letters ``mix_cdf`` chooses from (``inst_cdf`` chooses
     the instrument; the guides speed both up). ``kind`` gets the type letter,
     ``flag`` the printable flag of ``C`` and the trading state of ``H``; ``side``
-    is 0 (buy) or 1 (sell); ``locate`` is 1-based.
+    is 0 (buy) or 1 (sell); ``locate`` is 1-based. The instrument's fair value moves a tick up or down
+    with chance ``fair_move / 2`` each.
     """
     rng = np.full(1, np.uint64(seed), np.uint64)
     k = len(fair0)
@@ -281,9 +287,9 @@ def _simulate(n, seed, inst_cdf, inst_guide, fair0, codes, mix_cdf, mix_guide, h
                 next_resume, resume_inst = resume_at[inst], inst
             continue
         r = _uniform(rng)
-        if r < 0.15:
+        if r < 0.5 * fair_move:
             fair[inst] += 1
-        elif r < 0.30 and fair[inst] > 2:
+        elif r < fair_move and fair[inst] > 2:
             fair[inst] -= 1
         c = codes[_pick(mix_cdf, mix_guide, _uniform(rng))]
         live = nlive[inst]
@@ -469,12 +475,15 @@ def _layout(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[str, float] | None = None,
                   halt_rate: float = HALT_RATE, mean_halt_messages: int = MEAN_HALT_MESSAGES,
-                  book_capacity: int = BOOK_CAPACITY) -> ItchFeed:
+                  book_capacity: int = BOOK_CAPACITY, fair_move: float = FAIR_MOVE) -> ItchFeed:
     """A whole day of exactly ``messages`` ITCH messages over ``instruments`` stocks (see the module doc).
 
     The same arguments give the same bytes. ``mix`` overrides :data:`MIX` (shares
-    of ``A F D X E C U P``, normalised).
+    of ``A F D X E C U P``, normalised); ``fair_move`` is the chance per message of an
+    instrument that its fair value moves a tick (:data:`FAIR_MOVE`, the volatility).
     """
+    if not 0.0 <= fair_move <= 1.0:
+        raise ValueError(f"fair_move is a probability in [0, 1], not {fair_move}")
     if instruments < 1:
         raise ValueError(f"instruments must be at least 1, not {instruments}")
     rng = np.random.default_rng(seed)
@@ -500,7 +509,7 @@ def generate_feed(messages: int, instruments: int, seed: int, *, mix: Mapping[st
         ("mpid", np.int64), ("flag", np.uint8))}
     _simulate(n_flow, int(rng.integers(0, 2**63)), inst_cdf, _guide(inst_cdf), fair0,
               np.frombuffer(_FLOW_CODES.encode(), np.uint8), mix_cdf, _guide(mix_cdf), float(halt_rate),
-              float(mean_halt_messages), int(book_capacity), len(MPIDS), cols["kind"], cols["locate"],
+              float(mean_halt_messages), int(book_capacity), len(MPIDS), float(fair_move), cols["kind"], cols["locate"],
               cols["ref"], cols["new_ref"], cols["side"], cols["shares"], cols["price"], cols["match"],
               cols["mpid"], cols["flag"])
     times = arrival_times(n_flow, rng)
