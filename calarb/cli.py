@@ -18,8 +18,8 @@ import click
 
 from host.rxpath import EthRxConfig
 from protocols.moldudp64 import MoldError, iter_messages_lenient
-from protocols.net import NetError, ip_to_int, parse_udp_frame
-from protocols.pcap import MAGIC_NS, MAGIC_US, PcapError, read_pcap
+from protocols.net import ip_to_int
+from protocols.pcap import MAGIC_NS, MAGIC_US, PcapError, read_pcap, udp_payloads
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,16 +36,7 @@ DETECT_ITCH = 16
 def _pcap_messages(file: Path, port: int | None, stats: Counter):
     """``(session, seq, message)`` for every MoldUDP64 message in a pcap; what is
     skipped is counted in ``stats``."""
-    for rec in read_pcap(file):
-        stats["frames"] += 1
-        try:
-            dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
-        except NetError as e:
-            stats[f"skipped_{e.reason}"] += 1
-            continue
-        if port is not None and dgram.dst_port != port:
-            stats["skipped_port"] += 1
-            continue
+    for _, dgram in udp_payloads(file, port, stats):
         try:
             packet = iter_messages_lenient(dgram.payload)
         except MoldError as e:

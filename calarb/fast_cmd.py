@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from protocols.fast import Decoder, FastError, parse_templates
-from protocols.net import NetError, parse_udp_frame
-from protocols.pcap import read_pcap
+from protocols.pcap import udp_payloads
 
 
 def generate_fast_feed(out: str | os.PathLike, seed: int = 1, *, updates: int = 5000,
@@ -44,16 +43,7 @@ def decode_fast_pcap(path: str | os.PathLike, templates: str | os.PathLike, *, p
     "hex"}`` and decoding goes on with the next datagram. Counts go to ``stats``."""
     stats = Counter() if stats is None else stats
     dec = Decoder(parse_templates(templates))
-    for index, rec in enumerate(read_pcap(path)):
-        stats["frames"] += 1
-        try:
-            dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
-        except NetError as e:
-            stats[f"skipped_{e.reason}"] += 1
-            continue
-        if port is not None and dgram.dst_port != port:
-            stats["skipped_port"] += 1
-            continue
+    for index, dgram in udp_payloads(path, port, stats):
         dec.reset()
         data, pos = dgram.payload, 0
         while pos < len(data):

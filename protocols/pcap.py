@@ -280,3 +280,26 @@ def _read_file(path: Path, h: _Header) -> Iterator[PcapRecord]:
     with open(path, "rb") as f:
         f.seek(FILE_HEADER_LEN)
         yield from _records(f, h)
+
+
+def udp_payloads(path: str | os.PathLike, port: int | None = None, stats=None) -> Iterator[tuple[int, object]]:
+    """``(record index, datagram)`` for every Ethernet/IPv4/UDP frame of the pcap ``path``
+    (``protocols.net.Datagram``; to destination ``port`` only, if given). Frames that are
+    not such a datagram, or go to another port, are skipped and counted in ``stats``
+    (a ``collections.Counter``) as ``skipped_<reason>`` / ``skipped_port``; ``frames`` counts all."""
+    from protocols.net import NetError, parse_udp_frame
+
+    for index, rec in enumerate(read_pcap(path)):
+        if stats is not None:
+            stats["frames"] += 1
+        try:
+            dgram = parse_udp_frame(rec.data, verify_udp_checksum=False)
+        except NetError as e:
+            if stats is not None:
+                stats[f"skipped_{e.reason}"] += 1
+            continue
+        if port is not None and dgram.dst_port != port:
+            if stats is not None:
+                stats["skipped_port"] += 1
+            continue
+        yield index, dgram
